@@ -1,0 +1,143 @@
+"""CIFAR-FS (Bertinetto et al. 2019) from the standard CIFAR-100 python archive.
+
+Sources, searched in ``<data dir>/cifar-fs`` then in the data directory itself:
+``cifar-100-python.tar.gz`` (official archive, preferred when present) or the extracted folder
+``cifar-100-python/`` with the pickles ``train``, ``test`` and ``meta`` (keys ``b'data'``
+``[N, 3072]`` uint8 channel-major, ``b'fine_labels'``, and in ``meta`` ``b'fine_label_names'``).
+
+All 600 images of each fine class (500 from ``train`` then 100 from ``test``, file order) form
+the class; the cache is ``[100, 600, 3, 32, 32]`` uint8 in fine-label order. The 64 / 16 / 20
+split of the 100 fine classes is Bertinetto et al.'s, carried in
+``maml_probe/data/splits/cifarfs_{train,val,test}.txt``: the class sets come from torchmeta's
+``assets/cifar100/cifar-fs/*.json``, which reproduce the split files of
+github.com/bertinetto/r2d2; they could not be compared with the r2d2 repository itself here.
+No resizing; the sampler's default normalisation is ``x / 255``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tarfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import cache as cache_mod
+from .dataset import FewShotDataset, from_numpy
+from .errors import corrupt_source, missing_dataset
+from .locations import SPLITS, cache_dir as default_cache_dir, candidate_dirs, check_choice
+
+ARCHIVE = "cifar-100-python.tar.gz"
+FOLDER = "cifar-100-python"
+PARTS = ("train", "test", "meta")
+SPLIT_DIR = Path(__file__).resolve().parent / "splits"
+
+#: The 100 CIFAR-100 fine labels in label-index order (as in ``meta['fine_label_names']``).
+CIFAR100_FINE_LABELS = tuple("""
+apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly
+camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch crab crocodile
+cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo keyboard lamp
+lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse mushroom oak_tree
+orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum
+rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider
+squirrel streetcar sunflower sweet_pepper table tank telephone television tiger tractor train
+trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split())
+
+
+def split_classes(split: str) -> list[str]:
+    """The fine-label names of a CIFAR-FS split (from the package's split files)."""
+    check_choice("split", split, SPLITS)
+    lines = (SPLIT_DIR / f"cifarfs_{split}.txt").read_text().splitlines()
+    return [s.strip() for s in lines if s.strip() and not s.startswith("#")]
+
+
+def find_source(root: str | os.PathLike | None = None) -> Path:
+    """The archive or the extracted folder; ``FileNotFoundError`` naming what was searched."""
+    searched: list[Path] = []
+    for d in candidate_dirs("cifarfs", root):
+        archive, folder = d / ARCHIVE, d / FOLDER
+        searched += [archive, folder]
+        if archive.is_file():
+            return archive
+        if all((folder / p).is_file() for p in PARTS):
+            return folder
+    raise missing_dataset("cifarfs", searched)
+
+
+def _unpickle(raw: bytes, where: Path) -> dict[str, Any]:
+    try:
+        obj = pickle.loads(raw, encoding="bytes")
+    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise corrupt_source(where, "cifarfs", exc) from exc
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def read_parts(source: Path) -> dict[str, dict[str, Any]]:
+    """The unpickled ``train``, ``test`` and ``meta`` dicts (str keys) of an archive or folder."""
+    if source.is_dir():
+        return {p: _unpickle((source / p).read_bytes(), source / p) for p in PARTS}
+    raw: dict[str, bytes] = {}
+    try:
+        with tarfile.open(source, "r:gz") as tf:
+            for member in tf:
+                base = member.name.rstrip("/").rsplit("/", 1)[-1]
+                if member.isfile() and base in PARTS:
+                    f = tf.extractfile(member)
+                    raw[base] = f.read() if f is not None else b""
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise corrupt_source(source, "cifarfs", exc) from exc
+    missing = [p for p in PARTS if p not in raw]
+    if missing:
+        raise corrupt_source(source, "cifarfs", f"no member(s) {missing} in the archive")
+    return {p: _unpickle(raw[p], source) for p in PARTS}
+
+
+def _build(source: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    parts = read_parts(source)
+    try:
+        names = [n.decode() if isinstance(n, bytes) else n for n in parts["meta"]["fine_label_names"]]
+        data = np.concatenate([np.asarray(parts[p]["data"], dtype=np.uint8) for p in ("train", "test")])
+        labels = np.concatenate([np.asarray(parts[p]["fine_labels"]) for p in ("train", "test")])
+    except KeyError as exc:
+        raise corrupt_source(source, "cifarfs", f"missing key {exc}") from exc
+    counts = np.bincount(labels, minlength=len(names))
+    if data.shape != (len(labels), 3072) or len(counts) != len(names) or len(set(counts)) != 1:
+        raise corrupt_source(source, "cifarfs", f"data {data.shape}, per-class counts "
+                             f"{sorted(set(counts.tolist()))} for {len(names)} classes")
+    order = np.argsort(labels, kind="stable")
+    images = data[order].reshape(len(names), int(counts[0]), 3, 32, 32)
+    return images, {"class_names": names}
+
+
+def cifar100_classes(root: str | os.PathLike | None = None,
+                     cache_dir: str | os.PathLike | None = None,
+                     mmap: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """All 100 fine classes ``[100, 600, 3, 32, 32]`` uint8 and the cache record."""
+    source = find_source(root)
+    key = cache_mod.cache_key("cifar100-32px", [source])
+    return cache_mod.cached_array(default_cache_dir(cache_dir, root), key, [source],
+                                  {"layout": "fine-label order, train then test"},
+                                  lambda: _build(source), mmap=mmap)
+
+
+def load_cifarfs(root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                 split: str = "train", *, progress: bool = True,
+                 mmap: bool = False) -> FewShotDataset:
+    """One CIFAR-FS split ``[64 | 16 | 20, 600, 3, 32, 32]`` uint8 RGB (see module docstring).
+
+    ``progress`` is accepted for a uniform loader signature (the build takes a few seconds).
+    """
+    check_choice("split", split, SPLITS)
+    array, meta = cifar100_classes(root, cache_dir, mmap=mmap)
+    index = {n: i for i, n in enumerate(meta["class_names"])}
+    wanted = split_classes(split)
+    unknown = [n for n in wanted if n not in index]
+    if unknown:
+        raise ValueError(f"CIFAR-FS {split} classes {unknown} are not fine labels of "
+                         f"{meta['sources'][0]['path']}")
+    idx = [index[n] for n in wanted]
+    info = {"source": meta["sources"], "cache": meta.get("key"), "cache_hit": meta["cache_hit"],
+            "normalisation": "x / 255 per channel, values in [0, 1]"}
+    return from_numpy("cifarfs", split, np.ascontiguousarray(array[idx]), wanted, info)

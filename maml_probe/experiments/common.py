@@ -1,0 +1,121 @@
+"""Shared machinery of the experiments: scale presets, resumable train-and-evaluate, tidy outputs.
+
+Every experiment is a function of a *scale* (``smoke``: seconds on a CPU, for tests;
+``cpu``: minutes on a laptop CPU, enough to show the paper's qualitative finding; ``paper``:
+the paper's settings, meant for a GPU) plus overrides, and returns tidy DataFrames.
+
+A run directory holds one subdirectory per trained model (its checkpoint) and one CSV per
+evaluated model. Running the same call again skips what is finished and resumes what is not:
+a model's CSV is only written after its training reached the configured iteration count.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..checkpoint import load_checkpoint
+from ..evaluation import evaluate
+from ..stats import summarize
+from ..train import (NonFiniteLossError, TrainConfig, TrainResult, build_task_source, load_learner,
+                     meta_train)
+
+SCALES = ("smoke", "cpu", "paper")
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
+    return scale
+
+
+def slug(label: str) -> str:
+    """File-system name of a method label: ``'SCNN w/ KFC' -> 'scnn-w-kfc'``."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``df`` to ``path`` through a temp file and a rename (never a half-written CSV)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class Trained:
+    """A trained method: its label, config, learner, training history and test rows."""
+
+    label: str
+    config: TrainConfig
+    result: TrainResult | None
+    history: pd.DataFrame
+    tests: pd.DataFrame
+    status: str = "ok"
+
+
+def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike | None, *,
+                       test_tasks: int, test_split: str = "test", test_seed: int = 1234,
+                       progress: bool = True, record_divergence: bool = False) -> Trained:
+    """Meta-train ``cfg`` (resumable under ``run_dir/<slug>``), then score ``test_tasks`` tasks.
+
+    Returns per-task test rows with columns ``method``, ``task``, ``phase``, ``accuracy``; when
+    ``run_dir`` is given they are also written to ``run_dir/<slug>/test.csv``, and a second call
+    after completion reads them back instead of recomputing. With ``record_divergence``, a run
+    whose meta-loss becomes non-finite is returned with ``status="diverged: ..."`` and no test
+    rows (tables then show it as missing, never as zero) instead of raising.
+    """
+    sub = Path(run_dir) / slug(label) if run_dir is not None else None
+    if sub is not None and (sub / "test.csv").exists() and (sub / "checkpoint.pt").exists():
+        state = load_checkpoint(sub / "checkpoint.pt")
+        if state["iteration"] >= cfg.iterations and TrainConfig(**state["config"]) == cfg.replace(
+                iterations=state["config"]["iterations"]):
+            hist = pd.DataFrame(state["history"]).assign(method=label)
+            return Trained(label, cfg, None, hist, pd.read_csv(sub / "test.csv"))
+    try:
+        result = meta_train(cfg, sub, progress=progress)
+    except NonFiniteLossError as exc:
+        if not record_divergence:
+            raise
+        empty = pd.DataFrame(columns=["task", "phase", "accuracy", "method"])
+        return Trained(label, cfg, None, pd.DataFrame(), empty, status=f"diverged: {exc}")
+    source = build_task_source(cfg, test_split, next(result.learner.parameters()).device)
+    steps = cfg.steps if cfg.eval_steps is None else cfg.eval_steps
+    mask = result.learner.resolve_mask(cfg.adapt_layers)
+    tests = evaluate(result.learner, source, steps=steps, num_tasks=test_tasks, seed=test_seed,
+                     adapt_mask=mask, progress=progress).assign(method=label)
+    if sub is not None:
+        write_csv_atomic(tests, sub / "test.csv")
+    return Trained(label, cfg, result, result.history.assign(method=label), tests)
+
+
+def summary_table(tests: pd.DataFrame, by: tuple[str, ...] = ("method", "phase")) -> pd.DataFrame:
+    """Mean accuracy, 95% CI, std and task count per method and phase."""
+    return summarize(tests, list(by))
+
+
+__all__ = ["SCALES", "Trained", "check_scale", "load_learner", "slug", "summary_table",
+           "train_and_evaluate", "write_csv_atomic", "write_json_atomic"]

@@ -1,0 +1,62 @@
+"""A meta-learner: the model and its update rule, built from a config and saved as one module."""
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+
+from torch import nn
+
+from .models import build_model, layer_of
+from .rules import make_rule
+from .rules.base import UpdateRule
+
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "omniglot": (1, 28, 28), "cifarfs": (3, 32, 32), "miniimagenet": (3, 84, 84),
+}
+
+
+class MetaLearner(nn.Module):
+    """Holds ``model`` (theta) and ``rule`` (xi); ``parameters()`` is everything meta-learned."""
+
+    def __init__(self, model: nn.Module, rule: UpdateRule) -> None:
+        super().__init__()
+        self.model = model
+        self.rule = rule
+
+    def param_counts(self) -> dict[str, int]:
+        """Scalar parameter counts of the model and of the meta-optimizer."""
+        return {"model_params": sum(p.numel() for p in self.model.parameters()),
+                "optimizer_params": sum(p.numel() for p in self.rule.parameters())}
+
+    def resolve_mask(self, layers: Collection[str] | None) -> frozenset[str] | None:
+        """Parameter names selected by paper layer names (``C1``, ``FC``, ``H2``) or parameter names."""
+        return resolve_mask(self.model, layers)
+
+
+def resolve_mask(model: nn.Module, layers: Collection[str] | None) -> frozenset[str] | None:
+    """Names of ``model``'s parameters in ``layers`` (layer or parameter names); ``None`` = all."""
+    if layers is None:
+        return None
+    names = [n for n, _ in model.named_parameters()]
+    known_layers = {layer_of(model, n) for n in names}
+    unknown = [x for x in layers if x not in known_layers and x not in names]
+    if unknown:
+        raise ValueError(f"adapt_layers has unknown entries {unknown}; layers are {sorted(known_layers)}, "
+                         f"parameters are {names}")
+    return frozenset(n for n in names if n in layers or layer_of(model, n) in layers)
+
+
+def build_learner(model: str, rule: str, *, dataset: str, input_shape: tuple[int, ...],
+                  num_outputs: int, alpha: float, model_kwargs: dict | None = None,
+                  rule_kwargs: dict | None = None) -> MetaLearner:
+    """Build model ``model`` for a task source's shapes and rule ``rule`` over its parameters.
+
+    Linear models get ``in_features`` from ``input_shape``; CNNs get ``variant=dataset``.
+    """
+    kwargs = dict(model_kwargs or {})
+    if model in ("lr", "linnet"):
+        kwargs.setdefault("in_features", math.prod(input_shape))
+    elif model in ("cnn", "scnn"):
+        kwargs.setdefault("variant", dataset)
+    net = build_model(model, num_outputs, **kwargs)
+    return MetaLearner(net, make_rule(rule, net, alpha, **(rule_kwargs or {})))

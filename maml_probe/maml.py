@@ -1,0 +1,169 @@
+"""The functional MAML engine: inner-loop adaptation and meta-gradients over parameter dicts.
+
+Inner loop (Finn et al., 2017, generalised by Algorithm 1 of the paper). For a task ``T`` with
+support set ``(x, y)``, starting from the meta-learned ``theta_0`` and ``xi_0``::
+
+    g_t         = grad_theta L_T(theta_t)                    (masked: frozen entries keep theta_0)
+    xi_{t+1}    = xi_t - alpha * grad_xi L_T(theta_t)        (only rules with ``adapts``; 0 at t = 0)
+    theta_{t+1} = theta_t - U_{xi_{t+1}}(g_t)
+
+The meta-loss is the query loss ``L_T(theta_T)`` averaged over the meta-batch; its gradient with
+respect to ``(theta_0, xi_0)`` flows through every inner step (second order) unless
+``first_order=True``, where each ``g_t`` and ``grad_xi`` is treated as a constant (FOMAML).
+
+Everything is a pure function of dicts of tensors: the model is run with
+``torch.func.functional_call(model, params, x)`` and the rule with
+``functional_call(rule, xi, grads)``, so probes can hand in modified parameters without
+touching the module.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .losses import accuracy, task_loss
+from .rules.base import SGD, UpdateRule, check_positive
+from .tasks.base import TaskBatch
+
+Params = dict[str, Tensor]
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class Adapted:
+    """Result of :func:`adapt`: task-specific parameters and rule state, and the support losses."""
+
+    params: Params
+    rule_params: Params
+    support_losses: list[float]
+
+
+def check_steps(steps: int) -> None:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+
+
+def adapt(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor, *,
+          steps: int, rule: UpdateRule, rule_params: Mapping[str, Tensor] | None = None,
+          adapt_mask: Collection[str] | None = None, first_order: bool = False,
+          create_graph: bool = True, loss_fn: LossFn = task_loss) -> Adapted:
+    """Adapt ``params`` to one task's support set ``(x, y)`` with ``steps`` steps of ``rule``.
+
+    ``adapt_mask`` names the parameters that adapt (``None``: all). ``create_graph=False`` is for
+    evaluation: the result is detached from ``params`` and ``rule_params`` and no meta-gradient
+    can flow, which keeps memory flat in ``steps``.
+    """
+    check_steps(steps)
+    params = dict(params)
+    rule_params = dict(rule_params) if rule_params is not None else dict(rule.named_parameters())
+    names = [k for k in params if adapt_mask is None or k in adapt_mask]
+    xi_names = list(rule_params) if rule.adapts else []
+    higher = create_graph and not first_order
+    if not create_graph:
+        # Evaluation: fresh leaves, so gradients exist without a graph back to the meta-parameters.
+        params = {k: (v.detach().requires_grad_(k in names)) for k, v in params.items()}
+        rule_params = {k: v.detach().requires_grad_(k in xi_names) for k, v in rule_params.items()}
+    losses: list[float] = []
+    for t in range(steps):
+        loss = loss_fn(functional_call(model, params, (x,)), y)
+        losses.append(float(loss.detach()))
+        adapt_xi = bool(xi_names) and t > 0
+        inputs = [params[k] for k in names] + ([rule_params[k] for k in xi_names] if adapt_xi else [])
+        grads = torch.autograd.grad(loss, inputs, create_graph=higher, allow_unused=True,
+                                    materialize_grads=True)
+        g_theta = dict(zip(names, grads[:len(names)]))
+        if adapt_xi:
+            g_xi = grads[len(names):]
+            rule_params = {**rule_params, **{k: rule_params[k] - rule.alpha * g
+                                              for k, g in zip(xi_names, g_xi)}}
+            if not create_graph:
+                rule_params = {k: v.detach().requires_grad_(k in xi_names)
+                               for k, v in rule_params.items()}
+        updates = functional_call(rule, rule_params, (g_theta,)) if rule_params else rule(g_theta)
+        if create_graph:
+            new = {k: params[k] - updates[k] for k in names}
+        else:
+            # One step deep: theta_{t+1} depends on xi_{t+1} only (what the next xi-gradient needs).
+            new = {k: params[k].detach() - updates[k] for k in names}
+            new = {k: v if v.requires_grad else v.requires_grad_(True) for k, v in new.items()}
+        params = {**params, **new}
+    return Adapted(params, rule_params, losses)
+
+
+def task_losses(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
+                params: Mapping[str, Tensor] | None = None,
+                rule_params: Mapping[str, Tensor] | None = None,
+                adapt_mask: Collection[str] | None = None, first_order: bool = False,
+                loss_fn: LossFn = task_loss) -> tuple[list[Tensor], Tensor]:
+    """Query losses after adaptation, one per task (with graphs, for meta-gradients), and accuracies.
+
+    Tasks are processed one after another; for memory-lean meta-gradients use
+    :func:`meta_backward`, which back-propagates each task as soon as its loss is known.
+    """
+    params = dict(model.named_parameters()) if params is None else params
+    losses, accs = [], []
+    for i in range(len(batch)):
+        a = adapt(model, params, batch.support_x[i], batch.support_y[i], steps=steps, rule=rule,
+                  rule_params=rule_params, adapt_mask=adapt_mask, first_order=first_order,
+                  loss_fn=loss_fn)
+        logits = functional_call(model, a.params, (batch.query_x[i],))
+        losses.append(loss_fn(logits, batch.query_y[i]))
+        accs.append(accuracy(logits, batch.query_y[i]))
+    return losses, torch.stack(accs)
+
+
+def meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
+                  adapt_mask: Collection[str] | None = None, first_order: bool = False,
+                  loss_fn: LossFn = task_loss) -> tuple[float, float]:
+    """Accumulate the meta-gradient of the mean query loss into ``.grad`` of model and rule.
+
+    ``d/d(theta_0, xi_0) (1/B) sum_T L_T^query(theta_T)`` — each task's graph is freed right after
+    its backward pass, so peak memory is that of one task. Returns (mean loss, mean accuracy).
+    """
+    total_loss, total_acc, n = 0.0, 0.0, len(batch)
+    params = dict(model.named_parameters())
+    for i in range(n):
+        a = adapt(model, params, batch.support_x[i], batch.support_y[i], steps=steps, rule=rule,
+                  adapt_mask=adapt_mask, first_order=first_order, loss_fn=loss_fn)
+        logits = functional_call(model, a.params, (batch.query_x[i],))
+        loss = loss_fn(logits, batch.query_y[i])
+        (loss / n).backward()
+        total_loss += float(loss.detach())
+        total_acc += float(accuracy(logits, batch.query_y[i]))
+    return total_loss / n, total_acc / n
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+    return functional_call(model, dict(params), (x,))
+
+
+def evaluate_batch(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
+                   params: Mapping[str, Tensor] | None = None,
+                   rule_params: Mapping[str, Tensor] | None = None,
+                   adapt_mask: Collection[str] | None = None,
+                   post_transform: Callable[[Params], Params] | None = None,
+                   loss_fn: LossFn = task_loss) -> tuple[Tensor, Tensor]:
+    """Pre- and post-adaptation query accuracy of each task, as two ``[T]`` tensors.
+
+    ``post_transform`` (optional) edits the adapted parameters before the query pass (the
+    probes' post-adaptation scaling, noise and pruning).
+    """
+    params = {k: v.detach() for k, v in (params or dict(model.named_parameters())).items()}
+    pre, post = [], []
+    for i in range(len(batch)):
+        xq, yq = batch.query_x[i], batch.query_y[i]
+        pre.append(accuracy(_predict(model, params, xq), yq))
+        with torch.enable_grad():
+            a = adapt(model, params, batch.support_x[i], batch.support_y[i], steps=steps,
+                      rule=rule, rule_params=rule_params, adapt_mask=adapt_mask,
+                      create_graph=False, loss_fn=loss_fn)
+        adapted = {k: v.detach() for k, v in a.params.items()}
+        if post_transform is not None:
+            adapted = post_transform(adapted)
+        post.append(accuracy(_predict(model, adapted, xq), yq))
+    return torch.stack(pre), torch.stack(post)

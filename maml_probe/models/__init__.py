@@ -1,0 +1,52 @@
+"""Model zoo: :func:`build_model` makes any model of the paper by name.
+
+========  =========================================================  ==========================
+name      class                                                      required keyword arguments
+========  =========================================================  ==========================
+``lr``    :class:`~maml_probe.models.linear.LogisticRegression`      ``in_features``
+``linnet`` :class:`~maml_probe.models.linear.LinNet`                 ``in_features``, ``widths``
+``cnn``   :class:`~maml_probe.models.cnn.ConvNet` (4 conv blocks)    ``variant``
+``scnn``  :class:`~maml_probe.models.cnn.ConvNet` (2 conv blocks)    ``variant``
+========  =========================================================  ==========================
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .cnn import VARIANTS, ConvNet
+from .linear import LinNet, LogisticRegression
+
+MODEL_NAMES = ("lr", "linnet", "cnn", "scnn")
+
+
+def build_model(name: str, num_outputs: int, **kwargs: Any) -> nn.Module:
+    """Build model ``name`` (one of :data:`MODEL_NAMES`) with a head of ``num_outputs`` logits."""
+    if name == "lr":
+        return LogisticRegression(num_outputs=num_outputs, **kwargs)
+    if name == "linnet":
+        return LinNet(num_outputs=num_outputs, **kwargs)
+    if name == "cnn":
+        return ConvNet(num_outputs=num_outputs, **{"depth": 4, **kwargs})
+    if name == "scnn":
+        return ConvNet(num_outputs=num_outputs, **{"depth": 2, **kwargs})
+    raise ValueError(f"unknown model name {name!r}: model must be one of {list(MODEL_NAMES)}")
+
+
+def layer_of(model: nn.Module, param_name: str) -> str:
+    """Paper layer name of a parameter: ``C1``..``C4``/``FC`` for CNNs, ``H1``../``FC`` for LinNet."""
+    if hasattr(model, "layer_of"):
+        return model.layer_of(param_name)
+    if param_name.startswith("hidden."):
+        return f"H{int(param_name.split('.')[1]) + 1}"
+    return "FC"
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["MODEL_NAMES", "VARIANTS", "ConvNet", "LinNet", "LogisticRegression",
+           "build_model", "count_parameters", "layer_of"]
