@@ -175,8 +175,9 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
     """Meta-train per ``cfg``; with ``run_dir``, checkpoint to ``run_dir/checkpoint.pt`` and resume from it.
 
     Returns the learner and a tidy history with columns ``iteration``, ``split``, ``phase``,
-    ``loss``, ``accuracy``, ``ci95`` (``train`` rows are running means of the meta-batch query
-    loss/accuracy after adaptation; ``val``/``test`` rows come from :func:`evaluate`).
+    ``loss``, ``accuracy``, ``ci95``, ``seconds_per_iteration`` (``train`` rows are running means
+    over the logging window of the meta-batch query loss/accuracy after adaptation and of the
+    wall time per iteration, evaluation excluded; ``val``/``test`` rows come from :func:`evaluate`).
     """
     cfg.validate()
     t0 = time.perf_counter()
@@ -213,9 +214,11 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
     eval_steps = cfg.steps if cfg.eval_steps is None else cfg.eval_steps
     run_loss = run_acc = 0.0
     run_n = 0
+    run_time = 0.0
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations,
                desc=f"{cfg.model} w/ {cfg.rule}", disable=not progress)
     for it in bar:
+        step_start = time.perf_counter()
         batch = train_src.sample(cfg.meta_batch, tasks)
         opt.zero_grad(set_to_none=True)
         loss, acc = meta_backward(learner.model, learner.rule, batch, steps=cfg.steps,
@@ -230,13 +233,15 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
                 f"(loss={loss}) at iteration {it + 1}; training stopped before the update and {kept}. "
                 f"Try a smaller alpha (now {cfg.alpha}) or meta_lr (now {cfg.meta_lr}).")
         opt.step()
+        run_time += time.perf_counter() - step_start
         run_loss, run_acc, run_n = run_loss + loss, run_acc + acc, run_n + 1
         done = it + 1
         if done % cfg.log_every == 0 or done == cfg.iterations:
             history.append({"iteration": done, "split": "train", "phase": "post",
-                            "loss": run_loss / run_n, "accuracy": run_acc / run_n, "ci95": math.nan})
+                            "loss": run_loss / run_n, "accuracy": run_acc / run_n, "ci95": math.nan,
+                            "seconds_per_iteration": run_time / run_n})
             bar.set_postfix(loss=f"{run_loss / run_n:.3f}", acc=f"{run_acc / run_n:.3f}")
-            run_loss = run_acc = 0.0
+            run_loss = run_acc = run_time = 0.0
             run_n = 0
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.iterations):
             df = evaluate(learner, eval_src, steps=eval_steps, num_tasks=cfg.eval_tasks,

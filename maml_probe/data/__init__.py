@@ -22,7 +22,7 @@ from .episodes import EpisodeSampler, check_episode
 from .errors import IntegrityError
 from .locations import DATASETS, SPLITS, cache_dir, check_choice, data_dir
 from .miniimagenet import load_miniimagenet
-from .omniglot import load_omniglot
+from .omniglot import DEFAULT_ROTATIONS, DEFAULT_SPLIT_SIZES, load_omniglot
 
 LOADERS: dict[str, Callable[..., FewShotDataset]] = {
     "omniglot": load_omniglot, "cifarfs": load_cifarfs, "miniimagenet": load_miniimagenet}
@@ -43,6 +43,17 @@ def load_dataset(dataset: str, split: str, root: str | os.PathLike | None = None
     return loader(root, cache_dir, split, **options)
 
 
+def expected_counts(dataset: str, split: str, options: dict[str, Any]) -> tuple[int, int]:
+    """(classes, images per class) of a split of the standard datasets, from the options."""
+    if dataset == "omniglot":
+        sizes = options.get("split_sizes", DEFAULT_SPLIT_SIZES)
+        rotations = options.get("rotations", DEFAULT_ROTATIONS)
+        return int(sizes[SPLITS.index(split)]) * len(rotations), 20
+    classes = {"train": 64, "val": 16, "test": 20}[split]
+    limit = options.get("classes_limit")
+    return (min(classes, limit) if limit else classes), 600
+
+
 def build_task_source(dataset: str, split: str, ways: int, shots: int, queries: int,
                       root: str | os.PathLike | None = None,
                       cache_dir: str | os.PathLike | None = None,
@@ -51,17 +62,39 @@ def build_task_source(dataset: str, split: str, ways: int, shots: int, queries: 
     {train, val, test}.
 
     ``options`` go to the loader (e.g. ``rotations=``, ``split_seed=``, ``classes_limit=``)
-    except ``mean``, ``std``, ``shuffle``, which go to the sampler. The episode is validated
-    before any data is loaded when the dataset's class and image counts are known.
+    except ``mean``, ``std``, ``shuffle``, which go to the sampler. The episode is checked
+    against the standard class and image counts (``expected_counts``) before any data is
+    read, and against the loaded data again by ``EpisodeSampler``.
     """
     check_choice("dataset", dataset, DATASETS)
     check_choice("split", split, SPLITS)
-    check_episode(ways, shots, queries, 10**9, 10**9)  # argument types and positivity first
+    try:
+        counts = expected_counts(dataset, split, options)
+    except (TypeError, IndexError, ValueError):  # malformed options: the loader reports them
+        counts = (2**62, 2**62)
+    check_episode(ways, shots, queries, *counts, where=f"{dataset}/{split}")  # before any I/O
     sampler_kw = {k: options.pop(k) for k in SAMPLER_OPTIONS if k in options}
     data = load_dataset(dataset, split, root, cache_dir, **options)
     return EpisodeSampler(data, ways, shots, queries, device=device, **sampler_kw)
 
 
-__all__ = ["FewShotDataset", "EpisodeSampler", "IntegrityError", "build_task_source",
+def dataset_available(dataset: str, root: str | os.PathLike | None = None) -> str | None:
+    """``None`` when ``dataset``'s source files are found under ``root``, else a one-line reason
+    with the install command (nothing is read or cached)."""
+    from . import cifarfs, miniimagenet, omniglot
+    from .errors import install_command
+
+    check_choice("dataset", dataset, DATASETS)
+    find = {"omniglot": lambda: omniglot.find_sources(root),
+            "miniimagenet": lambda: miniimagenet.find_source(root, "train"),
+            "cifarfs": lambda: cifarfs.find_source(root)}[dataset]
+    try:
+        find()
+    except FileNotFoundError:
+        return f"{dataset} not found in {data_dir(root)} (install: {install_command(dataset)})"
+    return None
+
+
+__all__ = ["dataset_available", "FewShotDataset", "EpisodeSampler", "IntegrityError", "build_task_source",
            "load_dataset", "load_omniglot", "load_cifarfs", "load_miniimagenet", "data_dir",
            "cache_dir", "check_episode", "DATASETS", "SPLITS"]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from . import cache as cache_mod
 from .dataset import FewShotDataset, from_numpy
@@ -74,13 +75,16 @@ def _unpickle(raw: bytes, where: Path) -> dict[str, Any]:
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def read_parts(source: Path) -> dict[str, dict[str, Any]]:
+def read_parts(source: Path, progress: bool = False) -> dict[str, dict[str, Any]]:
     """The unpickled ``train``, ``test`` and ``meta`` dicts (str keys) of an archive or folder."""
     if source.is_dir():
         return {p: _unpickle((source / p).read_bytes(), source / p) for p in PARTS}
     raw: dict[str, bytes] = {}
     try:
-        with tarfile.open(source, "r:gz") as tf:
+        with tqdm.wrapattr(open(source, "rb"), "read", total=source.stat().st_size, unit="B",
+                           unit_scale=True, desc="cifar-100: reading archive",
+                           disable=not progress) as fobj, \
+                tarfile.open(fileobj=fobj, mode="r:gz") as tf:
             for member in tf:
                 base = member.name.rstrip("/").rsplit("/", 1)[-1]
                 if member.isfile() and base in PARTS:
@@ -94,8 +98,8 @@ def read_parts(source: Path) -> dict[str, dict[str, Any]]:
     return {p: _unpickle(raw[p], source) for p in PARTS}
 
 
-def _build(source: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    parts = read_parts(source)
+def _build(source: Path, progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    parts = read_parts(source, progress)
     try:
         names = [n.decode() if isinstance(n, bytes) else n for n in parts["meta"]["fine_label_names"]]
         data = np.concatenate([np.asarray(parts[p]["data"], dtype=np.uint8) for p in ("train", "test")])
@@ -112,14 +116,14 @@ def _build(source: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def cifar100_classes(root: str | os.PathLike | None = None,
-                     cache_dir: str | os.PathLike | None = None,
+                     cache_dir: str | os.PathLike | None = None, *, progress: bool = True,
                      mmap: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """All 100 fine classes ``[100, 600, 3, 32, 32]`` uint8 and the cache record."""
     source = find_source(root)
     key = cache_mod.cache_key("cifar100-32px", [source])
     return cache_mod.cached_array(default_cache_dir(cache_dir, root), key, [source],
                                   {"layout": "fine-label order, train then test"},
-                                  lambda: _build(source), mmap=mmap)
+                                  lambda: _build(source, progress), mmap=mmap)
 
 
 def load_cifarfs(root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
@@ -127,10 +131,10 @@ def load_cifarfs(root: str | os.PathLike | None = None, cache_dir: str | os.Path
                  mmap: bool = False) -> FewShotDataset:
     """One CIFAR-FS split ``[64 | 16 | 20, 600, 3, 32, 32]`` uint8 RGB (see module docstring).
 
-    ``progress`` is accepted for a uniform loader signature (the build takes a few seconds).
+    ``progress`` shows a bar while the archive is read for the first (cache-building) load.
     """
     check_choice("split", split, SPLITS)
-    array, meta = cifar100_classes(root, cache_dir, mmap=mmap)
+    array, meta = cifar100_classes(root, cache_dir, progress=progress, mmap=mmap)
     index = {n: i for i, n in enumerate(meta["class_names"])}
     wanted = split_classes(split)
     unknown = [n for n in wanted if n not in index]

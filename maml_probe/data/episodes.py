@@ -2,10 +2,11 @@
 
 For ``T`` tasks the sampler draws, with the caller's ``torch.Generator`` only:
 
-1. ``ways`` distinct classes per task (``argsort`` of uniform noise over the split's classes);
-   the ``j``-th drawn class gets label ``j``, so labels map to classes in random order;
-2. ``shots + queries`` distinct images per drawn class (``argsort`` of noise over the class's
-   images): the first ``shots`` are support, the rest query, so support and query never
+1. ``ways`` distinct classes per task: the indices of the ``ways`` largest of i.i.d. uniform
+   noise over the split's classes (``topk``, sorted), a uniformly random ordered subset; the
+   ``j``-th drawn class gets label ``j``, so labels map to classes in random order;
+2. ``shots + queries`` distinct images per drawn class, the same way over the class's
+   images: the first ``shots`` are support, the rest query, so support and query never
    share an image;
 3. a random order of the examples inside the support set and inside the query set
    (``shuffle=True``; with ``shuffle=False`` they are grouped by label, label-major).
@@ -20,6 +21,7 @@ every device. Outputs: ``support_x [T, ways*shots, C, H, W]``, ``support_y [T, w
 """
 from __future__ import annotations
 
+import operator
 from typing import Sequence
 
 import torch
@@ -34,7 +36,11 @@ def check_episode(ways: int, shots: int, queries: int, num_classes: int, images_
                   where: str = "the dataset") -> None:
     """``ValueError`` naming the numbers if the episode cannot be drawn without repeats."""
     for name, value in (("ways", ways), ("shots", shots), ("queries", queries)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        try:
+            ok = not isinstance(value, bool) and operator.index(value) >= 1
+        except TypeError:
+            ok = False
+        if not ok:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if ways > num_classes:
         raise ValueError(f"ways={ways} exceeds the {num_classes} classes of {where}")
@@ -56,11 +62,11 @@ class EpisodeSampler:
         where = f"{dataset.name}/{dataset.split}"
         check_episode(ways, shots, queries, dataset.num_classes, dataset.images_per_class, where)
         self.dataset = dataset
-        self.ways, self.shots, self.queries = ways, shots, queries
+        self.ways, self.shots, self.queries = int(ways), int(shots), int(queries)
         self.shuffle = shuffle
         self.device = torch.device(device)
         self.input_shape: tuple[int, ...] = tuple(dataset.image_shape)
-        self.num_outputs: int = ways
+        self.num_outputs: int = self.ways
         self._images = dataset.images.to(self.device).reshape(-1, *self.input_shape)
         self._scale = self._stats(mean, std)
 
@@ -90,8 +96,8 @@ class EpisodeSampler:
         t, n, k, q = num_tasks, self.ways, self.shots, self.queries
         num_classes, per_class = self.dataset.num_classes, self.dataset.images_per_class
         dev = generator.device
-        classes = torch.rand(t, num_classes, generator=generator, device=dev).argsort(1)[:, :n]
-        within = torch.rand(t, n, per_class, generator=generator, device=dev).argsort(2)[..., :k + q]
+        classes = torch.rand(t, num_classes, generator=generator, device=dev).topk(n, 1).indices
+        within = torch.rand(t, n, per_class, generator=generator, device=dev).topk(k + q, 2).indices
         flat = classes.unsqueeze(2) * per_class + within                      # [T, N, K+Q]
         labels = torch.arange(n, device=dev).view(1, n, 1).expand(t, n, k + q)
         parts = []
@@ -105,7 +111,7 @@ class EpisodeSampler:
 
     def normalise(self, x: Tensor) -> Tensor:
         """uint8 -> float32 ``x / 255`` (then ``(. - mean) / std`` if given)."""
-        out = x.to(torch.float32).mul_(1.0 / 255.0)
+        out = x.to(torch.float32).div_(255.0)
         if self._scale is not None:
             out = out.sub_(self._scale[0]).div_(self._scale[1])
         return out

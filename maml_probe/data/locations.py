@@ -4,7 +4,9 @@
   ``MAML_PROBE_DATA``, else ``data/`` at the project root (the folder that holds
   ``pyproject.toml``; when the package is installed outside a checkout, ``./data``).
 * Cache directory: parameter ``cache_dir=``, else ``MAML_PROBE_CACHE``, else
-  ``<data directory>/cache``. It is separate so that sources can sit on read-only storage.
+  ``cache/`` inside the *default* data directory (``$MAML_PROBE_DATA`` or ``<project>/data``),
+  never inside a ``root=`` given to a loader: such a root may be a shared or read-only copy,
+  and a cache key records its source path, so caches of different roots do not collide.
 
 Inside the data directory each dataset has its own folder (see ``DATASET_DIRS``); a loader
 also accepts ``root`` pointing straight at that folder.
@@ -38,11 +40,15 @@ def data_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 def cache_dir(cache: str | os.PathLike | None = None, root: str | os.PathLike | None = None) -> Path:
-    """The cache directory: ``cache``, else ``$MAML_PROBE_CACHE``, else ``<data dir>/cache``."""
+    """The cache directory: ``cache``, else ``$MAML_PROBE_CACHE``, else ``<default data dir>/cache``.
+
+    ``root`` is accepted for symmetry with the loaders but deliberately not used: sources given
+    by ``root`` may sit on storage the project must not write to.
+    """
     if cache is not None:
         return Path(cache).expanduser()
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else data_dir(root) / "cache"
+    return Path(env).expanduser() if env else data_dir(None) / "cache"
 
 
 def dataset_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:

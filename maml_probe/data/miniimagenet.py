@@ -35,6 +35,7 @@ from .errors import corrupt_source, missing_dataset
 from .locations import SPLITS, cache_dir as default_cache_dir, candidate_dirs, check_choice
 
 SOURCES = ("auto", "pickle", "csv")
+LANCZOS = getattr(Image, "Resampling", Image).LANCZOS  # Pillow < 9.1 has no Image.Resampling
 
 
 def pickle_name(split: str) -> str:
@@ -86,7 +87,7 @@ def _decode(path: Path, image_size: int) -> np.ndarray:
     with Image.open(path) as im:
         im = im.convert("RGB")
         if im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.Resampling.LANCZOS)
+            im = im.resize((image_size, image_size), LANCZOS)
         return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
 
 

@@ -51,6 +51,7 @@ NUM_CHARACTERS = 1623
 DEFAULT_SPLIT_SIZES = (1100, 100, 423)
 DEFAULT_SPLIT_SEED = 0
 DEFAULT_ROTATIONS = (0, 90, 180, 270)
+LANCZOS = getattr(Image, "Resampling", Image).LANCZOS  # Pillow < 9.1 has no Image.Resampling
 _BAD = (zipfile.BadZipFile, zlib.error, EOFError, OSError, UnidentifiedImageError, ValueError)
 
 
@@ -69,7 +70,7 @@ def find_sources(root: str | os.PathLike | None = None) -> list[Path]:
 def decode_png(data: bytes, image_size: int) -> np.ndarray:
     """One Omniglot PNG -> ``[image_size, image_size]`` uint8, Lanczos-resized, ink = 255."""
     with Image.open(io.BytesIO(data)) as im:
-        small = im.convert("L").resize((image_size, image_size), Image.Resampling.LANCZOS)
+        small = im.convert("L").resize((image_size, image_size), LANCZOS)
     return 255 - np.asarray(small, dtype=np.uint8)
 
 
@@ -85,7 +86,7 @@ def _list_characters(source: Path) -> tuple[dict[str, list[str]], Callable[[str]
             raise corrupt_source(source, "omniglot", exc) from exc
         for n in names:
             parts = n.split("/")
-            if n.lower().endswith(".png") and len(parts) >= 4:
+            if n.lower().endswith(".png") and len(parts) >= 3:
                 chars["/".join([top, *parts[-3:-1]])].append(n)
         return {k: sorted(v) for k, v in chars.items()}, zf.read, zf.close
     for png in source.glob("*/*/*.png"):

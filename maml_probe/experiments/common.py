@@ -23,8 +23,8 @@ import pandas as pd
 from ..checkpoint import load_checkpoint
 from ..evaluation import evaluate
 from ..stats import summarize
-from ..train import (NonFiniteLossError, TrainConfig, TrainResult, build_task_source, load_learner,
-                     meta_train)
+from ..train import (NonFiniteLossError, TrainConfig, TrainResult, build_task_source,
+                     learner_from_config, load_learner, meta_train)
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -110,6 +110,38 @@ def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike 
     if sub is not None:
         write_csv_atomic(tests, sub / "test.csv")
     return Trained(label, cfg, result, result.history.assign(method=label), tests)
+
+
+def run_methods(cfgs: dict[str, TrainConfig], run_dir: str | os.PathLike | None, *,
+                test_tasks: int, progress: bool = True,
+                record_divergence: bool = True) -> dict[str, pd.DataFrame]:
+    """Train and test each labelled config; tidy ``tests``, ``summary``, ``history`` and ``methods``.
+
+    ``methods`` has one row per method: ``method``, ``status``, ``model_params``,
+    ``optimizer_params`` and ``seconds_per_iteration`` (median over the logged windows of
+    this run's training, ``nan`` when it was read back from a finished run).
+    """
+    trained = [train_and_evaluate(label, cfg, run_dir, test_tasks=test_tasks, progress=progress,
+                                  record_divergence=record_divergence)
+               for label, cfg in cfgs.items()]
+    frames = [t.tests for t in trained if len(t.tests)]
+    tests = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["task", "phase", "accuracy", "method"])
+    histories = [t.history for t in trained if len(t.history)]
+    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
+    rows = []
+    for t in trained:
+        counts = learner_from_config(t.config).param_counts()
+        train_rows = t.history[t.history["split"] == "train"] if len(t.history) else t.history
+        spi = (float(train_rows["seconds_per_iteration"].median())
+               if "seconds_per_iteration" in train_rows and len(train_rows) else float("nan"))
+        rows.append({"dataset": t.config.dataset, "method": t.label, "status": t.status, **counts,
+                     "seconds_per_iteration": spi,
+                     "meta_batch": t.config.meta_batch})
+    methods = pd.DataFrame(rows)
+    summary = methods[["method", "status"]].merge(summary_table(tests), on="method", how="left") \
+        if len(tests) else methods[["method", "status"]]
+    return {"tests": tests, "summary": summary, "history": history, "methods": methods}
 
 
 def summary_table(tests: pd.DataFrame, by: tuple[str, ...] = ("method", "phase")) -> pd.DataFrame:

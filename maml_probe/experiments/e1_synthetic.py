@@ -27,7 +27,8 @@ import pandas as pd
 
 from ..tasks.synthetic import one_step_ceiling
 from ..train import TrainConfig
-from .common import check_scale, summary_table, train_and_evaluate
+from ..runs import to_results
+from .common import check_scale, run_methods
 
 METHODS: dict[str, dict] = {
     "LR w/ MAML": dict(model="lr", model_kwargs={"bias": False}, rule="maml", alpha=0.5, meta_lr=0.01),
@@ -71,18 +72,27 @@ def configs(scale: str = "cpu", *, dim: int = 100, support: int = 100, query: in
 
 def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *,
         test_tasks: int | None = None, progress: bool = True, **kwargs) -> dict[str, pd.DataFrame]:
-    """Train and test every method; returns ``summary``, ``tests`` (per task), ``history`` and
-    ``ceiling`` (the one-step accuracy bound of :func:`one_step_ceiling` for this protocol)."""
+    """Train and test every method; returns ``summary``, ``tests`` (per task), ``history``,
+    ``methods``, ``results`` (report format, table 1) and ``ceiling`` (the one-step accuracy bound
+    of :func:`one_step_ceiling` for this protocol)."""
     cfgs = configs(scale, **kwargs)
-    n_test = test_tasks or SCALE_SETTINGS[scale]["test_tasks"]
-    trained = [train_and_evaluate(label, cfg, run_dir, test_tasks=n_test, progress=progress,
-                                  record_divergence=True) for label, cfg in cfgs.items()]
-    tests = pd.concat([t.tests for t in trained if len(t.tests)], ignore_index=True)
-    summary = summary_table(tests)
-    status = pd.DataFrame({"method": [t.label for t in trained], "status": [t.status for t in trained]})
-    summary = status.merge(summary, on="method", how="left")
-    any_cfg = next(iter(cfgs.values())).dataset_kwargs
-    ceiling = pd.DataFrame([{"dim": any_cfg["dim"], "support": any_cfg["support"],
-                             "accuracy": one_step_ceiling(any_cfg["dim"], any_cfg["support"])}])
-    history = pd.concat([t.history for t in trained if len(t.history)], ignore_index=True)
-    return {"summary": summary, "tests": tests, "history": history, "ceiling": ceiling}
+    out = run_methods(cfgs, run_dir, test_tasks=test_tasks or SCALE_SETTINGS[scale]["test_tasks"],
+                      progress=progress)
+    data = next(iter(cfgs.values())).dataset_kwargs
+    out["ceiling"] = pd.DataFrame([{"dim": data["dim"], "support": data["support"],
+                                    "accuracy": one_step_ceiling(data["dim"], data["support"])}])
+    out["results"] = to_results(out["summary"].dropna(subset=["accuracy"]), table="1",
+                                dataset="synthetic")
+    return out
+
+
+def ceiling_curve(dim: int = 100, supports=(10, 30, 100, 300, 1000, 3000), num_tasks: int = 300,
+                  seed: int = 0) -> pd.DataFrame:
+    """One-step accuracy ceiling against the number of support points (``support``, ``accuracy``).
+
+    Answers the paper's open question for this protocol: how many adaptation points a task
+    needs before one step can reach Table 1's 99%.
+    """
+    return pd.DataFrame([{"dim": dim, "support": k,
+                          "accuracy": one_step_ceiling(dim, k, num_tasks=num_tasks, seed=seed)}
+                         for k in supports])

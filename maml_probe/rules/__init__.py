@@ -1,10 +1,31 @@
 """Update rules (meta-optimizers) by name: :func:`make_rule`.
 
-==========  ==============================================  =========================
-name        rule                                            xi adapted in inner loop
-==========  ==============================================  =========================
-``maml``    plain SGD, ``alpha * g``                        (no xi)
-==========  ==============================================  =========================
+Every rule but ``maml`` holds one transform per model parameter ``p`` (``PerParameterRule``) and
+maps the inner-loop gradient ``g_p`` to the update ``alpha * T_p(g_p)`` (Meta-SGD: ``lr_p ⊙ g_p``).
+Their parameters ``xi`` are ordinary ``nn.Parameter`` s on the model's device and dtype.
+
+==========  ===============================================  =======  ===========================
+name        rule (paper section)                             adapts   options (default)
+==========  ===============================================  =======  ===========================
+``maml``    plain SGD, ``alpha * g`` (Finn et al., 2017)     (no xi)  --
+``metasgd`` ``lr ⊙ g``, ``lr`` per entry, init ``alpha``     no       --
+            (Li et al., 2017; Sec. 4.3)
+``mc``      Meta-Curvature: ``alpha vec(L G R)``, L, R       no       ``bias`` (False)
+            init identity (Park & Oliva, 2019; Sec. 4.3)
+``klin``    KLin: ``alpha vec(L G R)`` (Sec. 4.2, Eq. 5)     yes      ``bias`` (False)
+``kfc``     KFC: Kronecker maps with ReLU between (Eq. 6-7)  yes      ``layers`` (4),
+                                                                      ``normalize`` (False),
+                                                                      ``bias`` (False)
+``cfc``     CFC: ``L L^T`` maps, ``L in R^{n x r}``, ReLU    yes      ``rank`` (1), ``layers`` (4),
+            between, output bias (A.2.3, Eq. 8)                       ``bias`` (True), ``gain`` (1)
+==========  ===============================================  =======  ===========================
+
+"adapts": ``xi`` also takes the inner-loop step ``xi_{t+1} = xi_t - alpha grad_xi L`` of
+Algorithm 1. At initialisation ``metasgd``, ``mc`` and ``klin`` compute MAML's update, ``kfc``
+(``layers >= 2``) computes ``alpha * relu(g)``, and ``cfc`` a random low-rank map. Paper settings:
+synthetic KFC ``layers=2``; Omniglot LR and CNN KFC ``layers=4`` (CNNs with ``normalize=True``);
+CFC1/CFC10 ``rank=1`` / ``rank=10`` with the defaults (which reproduce Table A3's counts, see
+:mod:`~maml_probe.rules.cholesky`).
 """
 from __future__ import annotations
 
@@ -12,18 +33,45 @@ from typing import Any
 
 from torch import nn
 
-from .base import SGD, PerParameterRule, UpdateRule
+from .base import SGD, PerParameterRule, UpdateRule, check_positive
+from .cholesky import CholeskyLinear, CholeskyTransform, cfc_rule
+from .kronecker import KroneckerLinear, KroneckerTransform, kfc_rule, klin_rule, mc_rule
+from .meta_sgd import StepSizes, meta_sgd_rule
 
-RULE_NAMES = ("maml",)
+RULE_NAMES = ("maml", "metasgd", "mc", "klin", "kfc", "cfc")
+
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "maml": (), "metasgd": (), "mc": ("bias",), "klin": ("bias",),
+    "kfc": ("layers", "normalize", "bias"), "cfc": ("rank", "layers", "bias", "gain"),
+}
 
 
 def make_rule(name: str, model: nn.Module, alpha: float, **kwargs: Any) -> UpdateRule:
-    """Build update rule ``name`` for the parameters of ``model`` with adaptation rate ``alpha``."""
+    """Build update rule ``name`` (one of :data:`RULE_NAMES`) for ``model`` with adaptation rate ``alpha``.
+
+    ``kwargs`` are the rule's options (table above); an unknown name, an unknown option, a
+    non-positive ``alpha`` and a non-positive ``rank`` or ``layers`` raise ``ValueError``.
+    """
+    if name not in _OPTIONS:
+        raise ValueError(f"unknown rule name {name!r}: rule must be one of {list(RULE_NAMES)}")
+    check_positive("alpha", alpha)
+    unknown = sorted(set(kwargs) - set(_OPTIONS[name]))
+    if unknown:
+        raise ValueError(f"rule {name!r} takes options {list(_OPTIONS[name])}, got unknown {unknown}")
     if name == "maml":
-        if kwargs:
-            raise ValueError(f"rule 'maml' takes no options, got {sorted(kwargs)}")
         return SGD(alpha)
-    raise ValueError(f"unknown rule name {name!r}: rule must be one of {list(RULE_NAMES)}")
+    if name == "metasgd":
+        return meta_sgd_rule(model, alpha)
+    builder = {"mc": mc_rule, "klin": klin_rule, "kfc": kfc_rule, "cfc": cfc_rule}[name]
+    return builder(model, alpha, **kwargs)
 
 
-__all__ = ["RULE_NAMES", "SGD", "PerParameterRule", "UpdateRule", "make_rule"]
+def count_rule_parameters(rule: nn.Module) -> int:
+    """Number of scalar meta-optimizer parameters ``xi`` (Table A3's "Optimizer Parameters")."""
+    return sum(p.numel() for p in rule.parameters())
+
+
+__all__ = ["RULE_NAMES", "SGD", "CholeskyLinear", "CholeskyTransform", "KroneckerLinear",
+           "KroneckerTransform", "PerParameterRule", "StepSizes", "UpdateRule", "cfc_rule",
+           "count_rule_parameters", "kfc_rule", "klin_rule", "make_rule", "mc_rule",
+           "meta_sgd_rule"]

@@ -62,9 +62,14 @@ def one_step_ceiling(dim: int = 100, support: int = 100, num_tasks: int = 2000,
     """
     check_positive("support", support)
     g = torch.Generator().manual_seed(seed)
-    w = torch.randn(num_tasks, dim, generator=g, dtype=torch.float64)
-    x = torch.randn(num_tasks, support, dim, generator=g, dtype=torch.float64)
-    s = torch.sign(torch.einsum("tkd,td->tk", x, w))
-    m = torch.einsum("tk,tkd->td", s, x)
-    cos = torch.nn.functional.cosine_similarity(m, w, dim=1).clamp(-1, 1)
-    return float((1 - torch.arccos(cos) / math.pi).mean())
+    chunk = max(1, 4_000_000 // (support * dim))  # bound memory: ~32 MB of float64 per chunk
+    accs = []
+    for start in range(0, num_tasks, chunk):
+        n = min(chunk, num_tasks - start)
+        w = torch.randn(n, dim, generator=g, dtype=torch.float64)
+        x = torch.randn(n, support, dim, generator=g, dtype=torch.float64)
+        s = torch.sign(torch.einsum("tkd,td->tk", x, w))
+        m = torch.einsum("tk,tkd->td", s, x)
+        cos = torch.nn.functional.cosine_similarity(m, w, dim=1).clamp(-1, 1)
+        accs.append(1 - torch.arccos(cos) / math.pi)
+    return float(torch.cat(accs).mean())
