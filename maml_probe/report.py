@@ -5,7 +5,7 @@ of every run: one row per (table, dataset, method) with our accuracy and 95% CI,
 accuracy and std, and the difference. Where several runs report the same row, the one at the
 largest scale (``paper`` > ``cpu`` > ``smoke``) wins, then the most recent. A row we have not
 run shows ``NaN`` (rendered as "missing"), never a zero. :func:`compute_report` does the same
-for Table A3 (parameters and seconds per meta-batch) from the runs' ``methods.csv``.
+for Table A3 (parameters and seconds per meta-batch) from the E11 runs' ``methods.csv``.
 """
 from __future__ import annotations
 
@@ -72,6 +72,8 @@ def compute_report(root: str | os.PathLike = RUNS_ROOT) -> pd.DataFrame:
     """Table A3 beside our parameter counts and seconds per meta-batch (from ``methods.csv``)."""
     paper = compute_table()
     ours = _runs(Path(root), "methods.csv")
+    if not ours.empty:  # E11 times the paper's full episodes; other runs' timings are not comparable
+        ours = ours[ours["experiment"] == "E11"]
     if ours.empty or "dataset" not in ours:
         ours = pd.DataFrame(columns=["dataset", "method", "model_params", "optimizer_params",
                                      "seconds_per_iteration", "meta_batch", "scale", "device"])
@@ -113,3 +115,34 @@ def write_report(root: str | os.PathLike = RUNS_ROOT, out: str | os.PathLike | N
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def figures_from_runs(root: str | os.PathLike = RUNS_ROOT) -> dict:
+    """The paper's figures redrawn from the latest run of each experiment under ``root``.
+
+    Keys name the figure and the run (``"Fig 2 left/middle (E3 cpu-...)"``); experiments not run
+    yet are simply absent.
+    """
+    from . import plots
+    from .probes import plots as probe_plots
+
+    def latest(experiment: str, csv: str) -> tuple[str, pd.DataFrame] | None:
+        paths = sorted(Path(root).glob(f"{experiment}/*/{csv}"), key=lambda p: p.stat().st_mtime)
+        return (paths[-1].parent.name, pd.read_csv(paths[-1])) if paths else None
+
+    drawers = [
+        ("Fig 1 left", "E1", "history.csv", lambda df: plots.learning_curves(df, "Synthetic")),
+        ("Fig 1 right", "E2", "history.csv", lambda df: plots.learning_curves(df, "Omniglot")),
+        ("Fig 2 left/middle", "E3", "layers.csv", probe_plots.plot_layer_probe),
+        ("Fig 2 right", "E3", "noise.csv", probe_plots.plot_noise_probe),
+        ("Fig A.2", "E3", "scaling.csv", probe_plots.plot_scaling_probe),
+        ("Fig 3", "E6", "summary.csv", probe_plots.plot_depth_sweep),
+        ("Fig A.1", "E9", "history.csv", probe_plots.plot_width_sweep),
+        ("Fig A.3", "E8", "pruning.csv", probe_plots.plot_pruning_probe),
+    ]
+    figures = {}
+    for name, experiment, csv, draw in drawers:
+        found = latest(experiment, csv)
+        if found is not None and len(found[1]):
+            figures[f"{name} ({experiment} {found[0]})"] = draw(found[1])
+    return figures

@@ -85,7 +85,7 @@ def run_notebook(exp: Experiment, scale: str, params: Mapping[str, Any], *,
     error = None
     try:
         pm.execute_notebook(str(NOTEBOOKS / exp.notebook), str(run_dir / exp.notebook),
-                            parameters=parameters, progress_bar=progress, cwd=str(NOTEBOOKS),
+                            parameters=parameters, progress_bar=progress, cwd=os.getcwd(),
                             kernel_name=kernel_name, log_output=False)
     except pm.PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"

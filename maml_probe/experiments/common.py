@@ -75,6 +75,16 @@ class Trained:
     history: pd.DataFrame
     tests: pd.DataFrame
     status: str = "ok"
+    checkpoint: Path | None = None
+
+    @property
+    def learner(self):
+        """The trained learner (read back from the checkpoint when training was skipped)."""
+        if self.result is not None:
+            return self.result.learner
+        if self.checkpoint is None:
+            raise ValueError(f"{self.label}: no learner ({self.status})")
+        return load_learner(self.checkpoint, device=self.config.device)[0]
 
 
 def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike | None, *,
@@ -94,7 +104,8 @@ def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike 
         if state["iteration"] >= cfg.iterations and TrainConfig(**state["config"]) == cfg.replace(
                 iterations=state["config"]["iterations"]):
             hist = pd.DataFrame(state["history"]).assign(method=label)
-            return Trained(label, cfg, None, hist, pd.read_csv(sub / "test.csv"))
+            return Trained(label, cfg, None, hist, pd.read_csv(sub / "test.csv"),
+                           checkpoint=sub / "checkpoint.pt")
     try:
         result = meta_train(cfg, sub, progress=progress)
     except NonFiniteLossError as exc:
@@ -109,7 +120,8 @@ def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike 
                      adapt_mask=mask, progress=progress).assign(method=label)
     if sub is not None:
         write_csv_atomic(tests, sub / "test.csv")
-    return Trained(label, cfg, result, result.history.assign(method=label), tests)
+    return Trained(label, cfg, result, result.history.assign(method=label), tests,
+                   checkpoint=result.checkpoint)
 
 
 def run_methods(cfgs: dict[str, TrainConfig], run_dir: str | os.PathLike | None, *,
@@ -142,6 +154,16 @@ def run_methods(cfgs: dict[str, TrainConfig], run_dir: str | os.PathLike | None,
     summary = methods[["method", "status"]].merge(summary_table(tests), on="method", how="left") \
         if len(tests) else methods[["method", "status"]]
     return {"tests": tests, "summary": summary, "history": history, "methods": methods}
+
+
+def cached_table(path: str | os.PathLike | None, compute) -> pd.DataFrame:
+    """``compute()`` once: its DataFrame is stored at ``path`` and read back by later calls."""
+    if path is not None and Path(path).exists():
+        return pd.read_csv(path)
+    df = compute()
+    if path is not None:
+        write_csv_atomic(df, path)
+    return df
 
 
 def summary_table(tests: pd.DataFrame, by: tuple[str, ...] = ("method", "phase")) -> pd.DataFrame:

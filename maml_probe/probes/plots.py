@@ -121,7 +121,7 @@ def plot_pruning_probe(df: pd.DataFrame, target: int | None = None,
         twin.axhline(target, color="gray", lw=0.8, ls="--", label=f"target {target:,}")
     lines = ax.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
-    ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize="small", loc="upper right")
+    ax.legend(lines[0] + extra[0], lines[1] + extra[1], fontsize="small", loc="lower left")
     if title:
         ax.set_title(title)
     fig.tight_layout()
