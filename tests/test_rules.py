@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from maml_probe.maml import adapt, task_losses
+from maml_probe.maml import adapt, evaluate_batch, task_losses
 from maml_probe.models import build_model, count_parameters
 from maml_probe.rules import RULE_NAMES, count_rule_parameters, make_rule
 from maml_probe.rules.base import UpdateRule
@@ -208,6 +208,8 @@ def test_rules_follow_the_model_dtype_and_round_trip_state_dict(name):
     batch = small_batch("cnn", dtype=torch.float64)
     losses, _ = task_losses(model, rule, batch, steps=2)
     assert losses[0].dtype == torch.float64 and torch.isfinite(losses[0])
+    pre, post = evaluate_batch(model, rule, batch, steps=2)    # the no-graph evaluation path
+    assert pre.shape == post.shape == (2,)
     with torch.no_grad():
         for p in rule.parameters():
             p.add_(0.01)
