@@ -29,7 +29,7 @@ def _runs(root: Path, csv_name: str) -> pd.DataFrame:
         record = {}
         if (run_dir / "record.json").exists():
             record = json.loads((run_dir / "record.json").read_text())
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={"table": str})
         df["experiment"] = run_dir.parent.name
         df["run"] = run_dir.name
         df["scale"] = record.get("scale", "unknown")

@@ -76,7 +76,12 @@ def run_notebook(exp: Experiment, scale: str, params: Mapping[str, Any], *,
                  kernel_name: str | None = None) -> RunOutcome:
     """Execute ``exp``'s notebook at ``scale`` with ``params`` into its run directory."""
     import papermill as pm
+    from papermill.inspection import inspect_notebook
 
+    known = set(inspect_notebook(str(NOTEBOOKS / exp.notebook)))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"{exp.id} has no parameter(s) {unknown}; its parameters are {sorted(known)}")
     run_dir = Path(root) / exp.id / (name or run_name(scale, params))
     run_dir.mkdir(parents=True, exist_ok=True)
     parameters = {**params, "scale": scale, "run_dir": str(run_dir.resolve())}

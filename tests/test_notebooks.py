@@ -85,3 +85,9 @@ def test_failing_notebook_reports_the_cell_and_error(tmp_path):
     assert "alpha must be a positive number" in outcome.error
     record = json.loads((outcome.run_dir / "record.json").read_text())
     assert record["status"] == "failed"
+
+
+def test_unknown_parameter_is_refused_before_running(tmp_path):
+    with pytest.raises(ValueError, match="has no parameter"):
+        run_notebook(EXPERIMENTS["E1"], "smoke", {"sead": 1}, root=tmp_path, progress=False)
+    assert not (tmp_path / "E1").exists()
