@@ -101,6 +101,9 @@ def main() -> None:
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--payload", help="torch.save'd dict: spec, state_dict, batch tensors")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--malloc", action="store_true",
+                    help="apply maml_probe's glibc malloc thresholds (maml_probe/fast/allocator.py)")
     args = ap.parse_args()
     MAML, version, how = import_l2l()
     import torch
@@ -109,13 +112,23 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc = False
+    if args.malloc:  # the same thresholds as maml_probe's CPU auto path, loaded by file path
+        from pathlib import Path
+        path = Path(__file__).resolve().parents[1] / "maml_probe" / "fast" / "allocator.py"
+        spec = importlib.util.spec_from_file_location("_maml_probe_allocator", path)
+        alloc = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(alloc)
+        malloc = alloc.tune_malloc(force=True)
     payload = torch.load(args.payload, weights_only=False)
     spec = payload["spec"]
     torch.manual_seed(0)
     net = build_convnet(spec)
     net.load_state_dict(payload["state_dict"], strict=True)
     nparams = sum(p.numel() for p in net.parameters())
-    sx, sy, qx, qy = (payload[k] for k in ("support_x", "support_y", "query_x", "query_y"))
+    device = torch.device(args.device)
+    net.to(device)
+    sx, sy, qx, qy = (payload[k].to(device) for k in ("support_x", "support_y", "query_x", "query_y"))
     maml = MAML(net, lr=spec["alpha"], first_order=spec.get("first_order", False))
     loss_fn = torch.nn.CrossEntropyLoss()
     T, steps = sx.shape[0], spec["steps"]
@@ -127,11 +140,13 @@ def main() -> None:
             for _ in range(steps):
                 learner.adapt(loss_fn(learner(sx[i]), sy[i]))
             (loss_fn(learner(qx[i]), qy[i]) / T).backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     base_rss, _ = rss_kib()
     print(json.dumps({"ready": True, "params": nparams, "learn2learn": version,
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "import": how}), flush=True)
+                      "import": how, "malloc_tuned": malloc}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)["cmd"]
         if cmd == "step":
@@ -143,8 +158,11 @@ def main() -> None:
             out = {"grads": {k: p.grad.double().flatten().tolist()[:8] for k, p in
                              net.named_parameters()}}
         elif cmd == "memory":
-            rss, hwm = rss_kib()
-            out = {"baseline_kib": base_rss, "rss_kib": rss, "peak_kib": hwm}
+            if device.type == "cuda":
+                out = {"baseline_kib": 0, "peak_kib": torch.cuda.max_memory_allocated(device) // 1024}
+            else:
+                rss, hwm = rss_kib()
+                out = {"baseline_kib": base_rss, "rss_kib": rss, "peak_kib": hwm}
         else:
             break
         print(json.dumps(out), flush=True)

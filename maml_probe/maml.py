@@ -15,6 +15,11 @@ Everything is a pure function of dicts of tensors: the model is run with
 ``torch.func.functional_call(model, params, x)`` and the rule with
 ``functional_call(rule, xi, grads)``, so probes can hand in modified parameters without
 touching the module.
+
+:func:`meta_backward` (what training calls) dispatches to a fast path per device
+(:mod:`maml_probe.fast`: the tasks of a meta-batch stacked through grouped convolutions and
+batched matmuls on CPU); ``impl="loop"`` or ``MAML_PROBE_IMPL=loop`` forces the reference loop
+below, which the fast paths are tested against.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from . import fast as _fast
 from .losses import accuracy, task_loss
 from .rules.base import SGD, UpdateRule, check_positive
 from .tasks.base import TaskBatch
@@ -73,8 +79,11 @@ def adapt(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor, 
         losses.append(float(loss.detach()))
         adapt_xi = bool(xi_names) and t > 0
         inputs = [params[k] for k in names] + ([rule_params[k] for k in xi_names] if adapt_xi else [])
-        grads = torch.autograd.grad(loss, inputs, create_graph=higher, allow_unused=True,
-                                    materialize_grads=True)
+        # retain_graph: in first-order training the xi-gradient (t > 0) runs back through the
+        # rule's previous update, which the meta-gradient needs again later.
+        grads = torch.autograd.grad(loss, inputs, create_graph=higher,
+                                    retain_graph=higher or (create_graph and adapt_xi),
+                                    allow_unused=True, materialize_grads=True)
         g_theta = dict(zip(names, grads[:len(names)]))
         if adapt_xi:
             g_xi = grads[len(names):]
@@ -118,12 +127,40 @@ def task_losses(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: 
 
 def meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
                   adapt_mask: Collection[str] | None = None, first_order: bool = False,
-                  loss_fn: LossFn = task_loss) -> tuple[float, float]:
+                  loss_fn: LossFn = task_loss, impl: str | None = None) -> tuple[float, float]:
     """Accumulate the meta-gradient of the mean query loss into ``.grad`` of model and rule.
 
-    ``d/d(theta_0, xi_0) (1/B) sum_T L_T^query(theta_T)`` — each task's graph is freed right after
-    its backward pass, so peak memory is that of one task. Returns (mean loss, mean accuracy).
+    ``d/d(theta_0, xi_0) (1/B) sum_T L_T^query(theta_T)``. Returns (mean loss, mean accuracy).
+
+    ``impl`` picks the engine (:mod:`maml_probe.fast`): ``"loop"`` is the reference below (one
+    task at a time; each task's graph is freed right after its backward pass, so peak memory is
+    that of one task); ``"batched"`` runs the tasks through one stacked pass (same gradients);
+    ``"auto"`` (default, or the ``MAML_PROBE_IMPL`` environment variable) picks per device and
+    uses the loop for whatever the batched engine does not support.
     """
+    check_steps(steps)
+    choice = _fast.choose_impl(model, rule, _device_of(model, batch), loss_fn=loss_fn, impl=impl,
+                               support_size=batch.support_x.shape[1], steps=steps,
+                               tasks=len(batch))
+    if _device_of(model, batch).type == "cpu":
+        _fast.tune_malloc()  # once per process; MAML_PROBE_MALLOC=0 turns it off
+    if choice.impl == "batched":
+        return _fast.batched_meta_backward(model, rule, batch, steps=steps, adapt_mask=adapt_mask,
+                                           first_order=first_order, loss_fn=loss_fn,
+                                           chunk=choice.chunk, query_chunk=choice.query_chunk)
+    return _loop_meta_backward(model, rule, batch, steps=steps, adapt_mask=adapt_mask,
+                               first_order=first_order, loss_fn=loss_fn)
+
+
+def _device_of(model: nn.Module, batch: TaskBatch) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else batch.support_x.device
+
+
+def _loop_meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
+                        adapt_mask: Collection[str] | None = None, first_order: bool = False,
+                        loss_fn: LossFn = task_loss) -> tuple[float, float]:
+    """The reference engine of :func:`meta_backward`: tasks one after another."""
     total_loss, total_acc, n = 0.0, 0.0, len(batch)
     params = dict(model.named_parameters())
     for i in range(n):

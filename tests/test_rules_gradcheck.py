@@ -89,9 +89,6 @@ def test_xi_adaptation_is_part_of_the_meta_gradient():
     assert max((u - v).abs().max().item() for u, v in zip(with_adapt, without)) > 1e-6
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="engine bug: adapt() calls autograd.grad without retain_graph in "
-                          "first-order mode, freeing the xi path of earlier updates")
 def test_first_order_meta_gradient_with_an_adapted_rule_runs():
     model, rule, batch = setup("lr", "klin")
     meta_backward(model, rule, batch, steps=2, first_order=True)

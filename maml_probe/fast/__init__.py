@@ -1,0 +1,134 @@
+"""Fast paths for :func:`maml_probe.maml.meta_backward`, chosen per device.
+
+=============  ==============================================================================
+impl           what runs
+=============  ==============================================================================
+``loop``       the reference engine: one task after another, ``functional_call`` forward,
+               per-task backward (memory of one task)
+``batched``    :mod:`~maml_probe.fast.batched`: all tasks of the meta-batch (or ``chunk`` at a
+               time) in one stacked pass - grouped convolutions, batched matmuls, one
+               ``autograd.grad`` per inner step, rules under ``vmap``
+``auto``       per device (:data:`AUTO`); settings the batched engine does not support (custom
+               models, custom ``loss_fn``) use ``loop``
+=============  ==============================================================================
+
+Both give the same meta-gradients (to floating-point summation order; ``tests/test_fast_paths.py``
+checks every path in float64 against the loop). On CPU, ``meta_backward`` also raises glibc's
+malloc thresholds once per process (:mod:`~maml_probe.fast.allocator`; ``MAML_PROBE_MALLOC=0``
+turns that off), which removes ~35k page faults per Omniglot-CNN meta-step whatever the path.
+
+**Forcing a path** (debugging, benchmarks): ``meta_backward(..., impl="loop" | "batched" |
+"auto")``, or for a whole run the environment variables ``MAML_PROBE_IMPL`` (same values),
+``MAML_PROBE_TASK_CHUNK`` (tasks per stacked chunk) and ``MAML_PROBE_QUERY_CHUNK`` (tasks per
+query pass); unset or 0: the device default (for a forced ``batched``: all tasks). An explicit
+``impl="batched"`` on an unsupported setting raises ``ValueError``; the environment variable falls
+back to ``loop`` with a warning.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .allocator import malloc_tuned, tune_malloc
+from .batched import batched_meta_backward, unsupported_reason
+from .forward import stacked_forward
+
+IMPLS = ("auto", "loop", "batched")
+
+#: ``auto``'s choice per device type: (impl, tasks per stacked chunk, tasks per query pass);
+#: ``None`` = all tasks, ``"sized"`` = :func:`cpu_chunk`. A device type not listed uses ``loop``.
+#:
+#: * CPU (measured, BENCHMARKS.md): the tasks' inner loops are stacked (small support batches,
+#:   where per-op overhead and poorly parallel small kernels dominate: the second-order part
+#:   gets ~2x faster), while the query pass (large batches, where oneDNN's grouped convolutions
+#:   are *slower* than ungrouped ones) runs one task at a time with ordinary convolutions and
+#:   hands ``dL/dtheta_T`` to one backward pass through the stacked inner loops. The chunk is
+#:   sized by :func:`cpu_chunk` to keep the stacked inner-loop graph small.
+#: * CUDA: not measured yet (no GPU in this repository's CI), so ``auto`` keeps the reference
+#:   loop there; ``impl="batched"`` (all tasks in one pass) is the path to measure first
+#:   (``python benchmarks/bench_maml.py --device cuda --extra batched,batched:8:1``).
+AUTO: dict[str, tuple[str, int | str | None, int | None]] = {
+    "cpu": ("batched", "sized", 1),
+}
+
+#: CPU inner-loop budget of :func:`cpu_chunk`: support images x inner steps per stacked chunk.
+CPU_INNER_IMAGES = 80
+
+
+def cpu_chunk(support_size: int, steps: int, tasks: int) -> int:
+    """Tasks per stacked chunk on CPU: ``CPU_INNER_IMAGES // (support_size * steps)``, 1..tasks.
+
+    5-way 1-shot with 2 steps stacks 8 tasks; 10-way 5-shot with 4 steps (200 image-steps per
+    task) runs one task at a time, where each inner-loop op is large enough on its own.
+    """
+    per_task = max(1, support_size * max(steps, 1))
+    return max(1, min(tasks, CPU_INNER_IMAGES // per_task))
+
+
+@dataclass(frozen=True)
+class Choice:
+    impl: str                       # "loop" or "batched"
+    chunk: int | None = None        # tasks per stacked inner loop (None: all)
+    query_chunk: int | None = None  # tasks per query pass (None: the whole chunk)
+    reason: str = ""                # why (for logs and benchmarks)
+
+    def describe(self) -> str:
+        if self.impl != "batched":
+            return self.impl
+        return (f"batched (tasks/chunk {self.chunk or 'all'}, "
+                f"query {self.query_chunk or 'whole chunk'})")
+
+
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    return value if value > 0 else None
+
+
+def choose_impl(model: nn.Module, rule: nn.Module, device: torch.device, *,
+                loss_fn: Callable[[Tensor, Tensor], Tensor], impl: str | None = None,
+                support_size: int = 1, steps: int = 1, tasks: int = 1) -> Choice:
+    """Resolve ``impl`` (argument, else ``MAML_PROBE_IMPL``, else ``auto``) to a concrete path.
+
+    ``support_size``, ``steps`` and ``tasks`` (of the meta-batch) size the CPU chunk.
+    """
+    from_env = impl is None
+    name = (os.environ.get("MAML_PROBE_IMPL", "auto") if from_env else impl).strip().lower()
+    if name not in IMPLS:
+        where = "MAML_PROBE_IMPL" if from_env else "impl"
+        raise ValueError(f"{where} must be one of {list(IMPLS)}, got {name!r}")
+    chunk, query_chunk = _env_int("MAML_PROBE_TASK_CHUNK"), _env_int("MAML_PROBE_QUERY_CHUNK")
+    if name == "loop":
+        return Choice("loop", reason="forced")
+    reason = unsupported_reason(model, rule, loss_fn)
+    if name == "batched":
+        if reason is None:
+            return Choice("batched", chunk, query_chunk, "forced")
+        if not from_env:
+            raise ValueError(f"impl='batched' does not support this setting: {reason}")
+        warnings.warn(f"MAML_PROBE_IMPL=batched: {reason}; using the reference loop", stacklevel=3)
+        return Choice("loop", reason=f"fallback: {reason}")
+    if reason is not None:
+        return Choice("loop", reason=f"auto fallback: {reason}")
+    auto = AUTO.get(device.type)
+    if auto is None:
+        return Choice("loop", reason=f"auto ({device.type}: no fast path)")
+    auto_impl, auto_chunk, auto_query = auto
+    if auto_chunk == "sized":
+        auto_chunk = cpu_chunk(support_size, steps, tasks)
+    return Choice(auto_impl, chunk or auto_chunk, query_chunk or auto_query,
+                  f"auto ({device.type})")
+
+
+__all__ = ["AUTO", "CPU_INNER_IMAGES", "IMPLS", "cpu_chunk", "Choice", "batched_meta_backward", "choose_impl",
+           "malloc_tuned", "stacked_forward", "tune_malloc", "unsupported_reason"]
