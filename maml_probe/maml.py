@@ -79,6 +79,8 @@ def adapt(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor, 
         losses.append(float(loss.detach()))
         adapt_xi = bool(xi_names) and t > 0
         inputs = [params[k] for k in names] + ([rule_params[k] for k in xi_names] if adapt_xi else [])
+        if not inputs:  # everything frozen: nothing adapts, the step is the identity
+            continue
         # retain_graph: in first-order training the xi-gradient (t > 0) runs back through the
         # rule's previous update, which the meta-gradient needs again later.
         grads = torch.autograd.grad(loss, inputs, create_graph=higher,

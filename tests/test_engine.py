@@ -76,3 +76,11 @@ def test_adaptation_improves_support_fit():
     x, y = _support()
     a = adapt(net, dict(net.named_parameters()), x, y, steps=5, rule=SGD(0.4), create_graph=False)
     assert a.support_losses[-1] < a.support_losses[0]
+
+
+def test_fully_frozen_adaptation_is_identity_not_an_error():
+    net = LinNet(4, [3], 2)
+    params = dict(net.named_parameters())
+    x, y = torch.randn(4, 4), torch.tensor([0, 1, 0, 1])
+    a = adapt(net, params, x, y, steps=2, rule=SGD(0.1), adapt_mask=set())
+    assert all(a.params[k] is params[k] for k in params) and len(a.support_losses) == 2
