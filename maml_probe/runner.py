@@ -71,14 +71,20 @@ def resolve_experiments(ids: Sequence[str]) -> list[Experiment]:
     return [EXPERIMENTS[i.upper()] for i in ids]
 
 
+def notebook_parameters(exp: Experiment) -> set[str]:
+    """Names of the parameters that ``exp``'s notebook declares in its ``parameters`` cell."""
+    from papermill.inspection import inspect_notebook
+
+    return set(inspect_notebook(str(NOTEBOOKS / exp.notebook)))
+
+
 def run_notebook(exp: Experiment, scale: str, params: Mapping[str, Any], *,
                  root: Path = RUNS_ROOT, name: str | None = None, progress: bool = True,
                  kernel_name: str | None = None) -> RunOutcome:
     """Execute ``exp``'s notebook at ``scale`` with ``params`` into its run directory."""
     import papermill as pm
-    from papermill.inspection import inspect_notebook
 
-    known = set(inspect_notebook(str(NOTEBOOKS / exp.notebook)))
+    known = notebook_parameters(exp)
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"{exp.id} has no parameter(s) {unknown}; its parameters are {sorted(known)}")
@@ -118,7 +124,17 @@ def run_many(ids: Sequence[str], scale: str, grid: Mapping[str, Sequence[Any]] |
 
     exps = resolve_experiments(ids)
     combos = expand_grid(grid or {})
-    jobs = [(e, c) for e in exps for c in combos]
+    declared = {e.id: notebook_parameters(e) for e in exps}
+    unused = sorted(set(grid or {}) - set().union(*declared.values()))
+    if unused:
+        raise ValueError(f"no selected notebook has parameter(s) {unused}")
+    # a parameter goes to the notebooks that declare it (e.g. data_root is not E1's)
+    jobs = []
+    for e in exps:
+        for c in combos:
+            job = (e, {k: v for k, v in c.items() if k in declared[e.id]})
+            if job not in jobs:
+                jobs.append(job)
     outcomes = []
     bar = tqdm(jobs, desc=f"run {scale}", disable=not progress)
     for exp, combo in bar:

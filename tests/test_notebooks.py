@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from maml_probe.experiments.registry import EXPERIMENTS
-from maml_probe.runner import NOTEBOOKS, run_notebook
+from maml_probe.runner import NOTEBOOKS, notebook_parameters, run_notebook
 
 from .conftest import SHARED_DATA
 from .data_fixtures import make_cifar100
@@ -55,7 +55,8 @@ def _data_params(exp, tmp_path, cache):
 @pytest.mark.parametrize("exp_id", list(EXPERIMENTS))
 def test_experiment_notebook_runs_at_smoke_scale(exp_id, tmp_path, cache):
     exp = EXPERIMENTS[exp_id]
-    params = _data_params(exp, tmp_path, cache)
+    declared = notebook_parameters(exp)
+    params = {k: v for k, v in _data_params(exp, tmp_path, cache).items() if k in declared}
     outcome = run_notebook(exp, "smoke", params, root=tmp_path / "runs", progress=False)
     assert outcome.ok, outcome.error
     record = json.loads((outcome.run_dir / "record.json").read_text())
