@@ -62,6 +62,7 @@ def accuracy_report(root: str | os.PathLike = RUNS_ROOT) -> pd.DataFrame:
     table = paper.merge(ours[KEY + ["accuracy", "ci95", "n", "scale", "experiment", "run"]],
                         on=KEY, how="outer")
     table["difference"] = table["accuracy"] - table["paper_accuracy"]
+    table["n"] = table["n"].astype("Int64")
     order = {"1": 0, "2": 1, "A1": 2, "A2": 3}
     table = table.sort_values(["table", "dataset"], key=lambda s: s.map(order) if s.name == "table" else s,
                               kind="stable")
@@ -87,7 +88,9 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".2f") -> str:
     """A plain markdown table (missing values shown as 'missing'); no extra dependency."""
     def cell(v) -> str:
         if isinstance(v, float):
-            return "missing" if pd.isna(v) else format(v, floatfmt)
+            if pd.isna(v):
+                return "missing"
+            return str(int(v)) if v.is_integer() and abs(v) >= 100 else format(v, floatfmt)
         return "missing" if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
 
     header = "| " + " | ".join(df.columns) + " |"

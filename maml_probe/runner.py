@@ -153,11 +153,12 @@ def run_many(ids: Sequence[str], scale: str, grid: Mapping[str, Sequence[Any]] |
 
 def list_experiments() -> str:
     """A table of experiments with what they reproduce and their estimated cost per scale."""
-    lines = [f"{'id':<6}{'notebook':<22}{'smoke':>10}{'cpu':>12}{'paper':>14}  reproduces"]
+    lines = [f"{'id':<5}{'notebook':<31}{'smoke':>7}{'cpu':>9}{'paper':>9}  reproduces"]
     for e in EXPERIMENTS.values():
-        lines.append(f"{e.id:<6}{e.notebook:<22}{e.cost['smoke']:>10}{e.cost['cpu']:>12}"
-                     f"{e.cost['paper']:>14}  {e.reproduces}")
-    lines.append("cost: wall time measured on a 2-core CPU (smoke, cpu) and estimated for a GPU (paper).")
+        lines.append(f"{e.id:<5}{e.notebook:<31}{e.cost['smoke']:>7}{e.cost['cpu']:>9}"
+                     f"{e.cost['paper']:>9}  {e.reproduces}")
+    lines.append("cost: wall time on a shared 2-core CPU (no GPU); '~' marks an estimate, not a "
+                 "measurement. 'paper' on a CPU: E1 only (the others are meant for a GPU).")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ def test_paper_tables_hold_every_reported_number():
     assert len(acc) == 8 + 15 + 15 + 16
     row = acc.query("table == '2' and dataset == 'omniglot' and method == 'SCNN w/ KFC'").iloc[0]
     assert (row.paper_accuracy, row.paper_std) == (91.13, 0.93)
-    assert compute_table().query("method == 'SCNN w/ KFC' and dataset == 'omniglot'").iloc[0].optimizer_params == 134_171
+    assert compute_table().query("method == 'SCNN w/ KFC' and dataset == 'omniglot'").iloc[0].paper_optimizer_params == 134_171
 
 
 def test_report_joins_runs_and_keeps_missing_rows_missing(tmp_path):
