@@ -17,12 +17,11 @@ class Experiment:
     cost: Mapping[str, str] = field(default_factory=dict)
 
     def datasets_for(self, params: Mapping[str, Any]) -> tuple[str, ...]:
-        """Datasets a run with ``params`` reads (a ``dataset`` parameter narrows the default)."""
+        """Datasets a run with ``params`` reads: its ``dataset`` parameter, else the notebook's
+        default (the first of :attr:`datasets`; the others are reached through ``dataset``)."""
         if "dataset" in params:
             return (params["dataset"],)
-        if "datasets" in params:
-            return tuple(params["datasets"])
-        return self.datasets
+        return self.datasets[:1]
 
     def missing_data(self, params: Mapping[str, Any]) -> str | None:
         """Why a run with ``params`` cannot find its data here, or ``None`` when it can."""
