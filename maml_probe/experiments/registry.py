@@ -48,8 +48,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.id: e for e in [
                cost={"smoke": "40 s", "cpu": "5 min", "paper": "~days"}),
     Experiment("E8", "E8_E10_cholesky_pruning.ipynb", "Table A1, Fig A.3",
                ("omniglot", "cifarfs", "miniimagenet"),
-               cost={"smoke": "40 s", "cpu": "~30 min", "paper": "~days"}),
-    Experiment("E9", "E9_width.ipynb", "Fig A.1", cost={"smoke": "15 s", "cpu": "~10 min", "paper": "~3 h"}),
+               cost={"smoke": "40 s", "cpu": "22 min", "paper": "~days"}),
+    Experiment("E9", "E9_width.ipynb", "Fig A.1", cost={"smoke": "15 s", "cpu": "1.5 min", "paper": "~3 h"}),
     Experiment("E11", "E11_compute.ipynb", "Table A3 (random inputs: no data needed)",
                cost={"smoke": "30 s", "cpu": "~15 min", "paper": "~15 min"}),
 ]}
