@@ -14,10 +14,11 @@ def task_loss(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Fraction of correct predictions, as a 0-dim tensor."""
+def accuracy(logits: Tensor, labels: Tensor, dim: int | None = None) -> Tensor:
+    """Fraction of correct predictions: overall (0-dim), or along ``dim`` (e.g. per task)."""
     if logits.shape[-1] == 1:
         pred = (logits.squeeze(-1) > 0).to(labels.dtype)
     else:
         pred = logits.argmax(-1)
-    return (pred == labels).to(torch.float32).mean()
+    correct = (pred == labels).to(torch.float32)
+    return correct.mean() if dim is None else correct.mean(dim)

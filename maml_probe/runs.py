@@ -14,6 +14,7 @@ Every file is written atomically, so an interrupted run never leaves a half-writ
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -63,8 +64,6 @@ def write_record(run_dir: str | os.PathLike, **fields: Any) -> Path:
     path = Path(run_dir) / "record.json"
     record: dict[str, Any] = {}
     if path.exists():
-        import json
-
         record = json.loads(path.read_text())
     record.update({"package_version": __version__, "git_commit": git_commit(),
                    "torch_version": torch.__version__, "python": platform.python_version(),

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..losses import task_loss
+from ..losses import accuracy, task_loss
 from ..rules.base import SGD, UpdateRule
 from ..tasks.base import TaskBatch
 from .forward import StackedForward, stacked_forward
@@ -59,13 +59,9 @@ def per_task_loss(logits: Tensor, labels: Tensor) -> Tensor:
                            reduction="none").view(T, N).mean(1)
 
 
-@torch.no_grad()
 def per_task_accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    if logits.shape[-1] == 1:
-        pred = (logits.squeeze(-1) > 0).to(labels.dtype)
-    else:
-        pred = logits.argmax(-1)
-    return (pred == labels).to(torch.float32).mean(1)
+    """Accuracy of each task of a ``[T, N, K]`` stack of logits."""
+    return accuracy(logits, labels, dim=1)
 
 
 def _apply_rule(rule: UpdateRule, xi: Mapping[str, Tensor], xi_stacked: bool,
