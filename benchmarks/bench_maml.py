@@ -27,15 +27,24 @@ it) and ``l2l+malloc`` (learn2learn with the same glibc malloc thresholds ``auto
 table separates the allocator's share of the gain). ``--extra batched:1:1,batched`` adds our
 batched engine one task at a time and all tasks at once (``impl[:chunk[:query chunk]]``).
 ``--device cuda`` runs every worker on the GPU (peak memory is then
-``torch.cuda.max_memory_allocated``). ``benchmarks/profile_maml.py`` shows where the time goes.
+``torch.cuda.max_memory_allocated``); ``--suite gpu`` is the GPU table of BENCHMARKS.md: every
+Table A3 setting at the paper's episode shapes (CNN and SCNN; MAML, KFC, CFC1, CFC10; Omniglot,
+CIFAR-FS, mini-ImageNet) plus the 5-way 1-shot one-step row, with ``batched`` (the stacked step
+without a CUDA graph) and ``auto+tf32`` (TF32 convolutions) beside ``auto`` and ``loop``.
+learn2learn on a machine without a registry: ``--l2l-src .l2l`` after
+``benchmarks/fetch_learn2learn.sh``. ``--json FILE`` keeps every measurement;
+``--render-json FILE --update-md BENCHMARKS.md`` renders a saved run into the markdown
+(``--md-block gpu`` for the GPU block). ``benchmarks/profile_maml.py`` shows where the time goes.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import os
 import platform
+import select
 import shutil
 import statistics
 import subprocess
@@ -62,7 +71,15 @@ class Setting:
     tasks: int = 8
     alpha: float = 0.4
     variant: str = "omniglot"
-    rule: str = "maml"    # for the KFC row: "kfc" is compared with "maml" on the same model
+    rules: tuple[str, ...] = ("maml",)       # "kfc" rows are compared with "maml" on the same model
+    alphas: tuple[tuple[str, float], ...] = ()  # per-rule adaptation rates (else ``alpha``)
+
+    @property
+    def rule(self) -> str:  # the CPU suite's KFC row
+        return "kfc" if "kfc" in self.rules else "maml"
+
+    def alpha_of(self, rule: str) -> float:
+        return dict(self.alphas).get(rule, self.alpha)
 
 
 SETTINGS = {
@@ -70,9 +87,41 @@ SETTINGS = {
     "scnn-5w1s": Setting("scnn-5w1s", "Omniglot SCNN 5w1s, 15 q/class, 2 steps, 8 tasks", 2, 5, 1, 15, 2),
     "cnn-10w5s": Setting("cnn-10w5s", "Omniglot CNN 10w5s, 5 q/class, 4 steps, 8 tasks", 4, 10, 5, 5, 4),
     "kfc": Setting("kfc", "Omniglot SCNN 5w1s KFC (layers=4, normalize=True) vs MAML", 2, 5, 1, 15, 2,
-                   rule="kfc"),
+                   rules=("maml", "kfc")),
 }
 KFC_KWARGS = {"layers": 4, "normalize": True}
+#: Options of the rules a worker can run (the paper's: KFC with 4 layers and norm handling).
+RULE_KWARGS = {"maml": ("maml", {}), "kfc": ("kfc", KFC_KWARGS), "cfc1": ("cfc", {"rank": 1}),
+               "cfc10": ("cfc", {"rank": 10})}
+
+
+def _paper_setting(key: str, dataset: str, depth: int, rules: tuple[str, ...]) -> Setting:
+    """A Table A3 row at the paper's episode (maml_probe.experiments.settings)."""
+    sys.path.insert(0, str(REPO))
+    from maml_probe.experiments.settings import ALPHA, PAPER_EPISODES
+    ep = PAPER_EPISODES[dataset]
+    model = "cnn" if depth == 4 else "scnn"
+    names = {"omniglot": "Omniglot", "cifarfs": "CIFAR-FS", "miniimagenet": "mini-ImageNet"}
+    title = (f"{names[dataset]} {model.upper()} {ep['ways']}w{ep['shots']}s, {ep['queries']} q/class, "
+             f"{ep['steps']} steps, {ep['meta_batch']} tasks")
+    alphas = tuple((r, ALPHA[dataset][model if r == "maml" else r.rstrip("0123456789")])
+                   for r in rules)
+    return Setting(key, title, depth, ep["ways"], ep["shots"], ep["queries"], ep["steps"],
+                   ep["meta_batch"], alphas[0][1], dataset, rules, alphas)
+
+
+def gpu_settings() -> dict[str, Setting]:
+    """The GPU suite: every Table A3 setting, and Omniglot CNN 5-way 1-shot with one step."""
+    rows = [("og-cnn", "omniglot", 4, ("maml", "kfc")),
+            ("og-scnn", "omniglot", 2, ("maml", "kfc", "cfc1", "cfc10")),
+            ("cf-cnn", "cifarfs", 4, ("maml", "kfc")),
+            ("cf-scnn", "cifarfs", 2, ("maml", "kfc", "cfc1", "cfc10")),
+            ("mi-cnn", "miniimagenet", 4, ("maml", "kfc")),
+            ("mi-scnn", "miniimagenet", 2, ("maml", "kfc", "cfc1", "cfc10"))]
+    out = {key: _paper_setting(key, d, depth, rules) for key, d, depth, rules in rows}
+    out["og-cnn-5w1s"] = Setting("og-cnn-5w1s", "Omniglot CNN 5w1s, 15 q/class, 1 step, 32 tasks",
+                                 4, 5, 1, 15, 1, tasks=32, alpha=0.5)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,10 +156,14 @@ def ours_worker(args: argparse.Namespace) -> None:
     net = ConvNet(spec["variant"], spec["depth"], spec["ways"])
     net.load_state_dict(payload["state_dict"], strict=True)
     net.to(device)
-    rule = make_rule(args.rule, net, spec["alpha"], **(KFC_KWARGS if args.rule == "kfc" else {}))
+    name, kwargs = RULE_KWARGS[args.rule]
+    rule = make_rule(name, net, spec["alphas"].get(args.rule, spec["alpha"]), **kwargs)
     batch = TaskBatch(payload["support_x"], payload["support_y"], payload["query_x"],
                       payload["query_y"]).to(device)
-    impl, *chunks = args.impl.split(":")
+    spec_impl, _, precision = args.impl.partition("+")
+    if precision:
+        os.environ["MAML_PROBE_CUDA_PRECISION"] = precision
+    impl, *chunks = spec_impl.split(":")
     if chunks:
         os.environ["MAML_PROBE_TASK_CHUNK"] = chunks[0]
     if len(chunks) > 1:
@@ -137,12 +190,13 @@ def ours_worker(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             step()
             out = {"seconds": time.perf_counter() - t0, "malloc_tuned": fast.malloc_tuned()}
-        elif cmd == "grads":  # cross-check with learn2learn: the same meta-gradient
+        elif cmd == "grads":  # cross-check with learn2learn: every entry of the meta-gradient
             step()
-            out = {"grads": {k: p.grad.double().flatten().tolist()[:8] for k, p in
+            out = {"grads": {k: p.grad.double().flatten().tolist() for k, p in
                              net.named_parameters()}}
         elif cmd == "memory":
             out = memory_report(device, base_rss)
+            out["recordings"] = fast.graphs.describe(net)
         else:
             break
         print(json.dumps(out), flush=True)
@@ -158,7 +212,8 @@ def memory_report(device, base_rss: int) -> dict:
     """Peak RSS growth on CPU; on CUDA the peak of allocated device memory (as if RSS)."""
     import torch
     if device.type == "cuda":
-        return {"baseline_kib": 0, "peak_kib": torch.cuda.max_memory_allocated(device) // 1024}
+        return {"baseline_kib": 0, "peak_kib": torch.cuda.max_memory_allocated(device) // 1024,
+                "reserved_kib": torch.cuda.max_memory_reserved(device) // 1024}
     rss, hwm = rss_kib()
     return {"baseline_kib": base_rss, "rss_kib": rss, "peak_kib": hwm}
 
@@ -172,6 +227,8 @@ class Worker:
     label: str
     argv: list[str]
     env: dict[str, str]
+    rule: str = "maml"
+    impl: str = "auto"
     proc: subprocess.Popen | None = None
     info: dict = field(default_factory=dict)
     times: list[float] = field(default_factory=list)
@@ -189,14 +246,25 @@ class Worker:
             return
         self.info = json.loads(line)
 
-    def ask(self, cmd: str) -> dict:
+    def ask(self, cmd: str, timeout: float | None = None) -> dict:
         assert self.proc is not None
         self.proc.stdin.write(json.dumps({"cmd": cmd}) + "\n")
         self.proc.stdin.flush()
+        if timeout is not None and not select.select([self.proc.stdout], [], [], timeout)[0]:
+            raise TimeoutError(f"{self.label} took over {timeout:.0f} s for {cmd!r}")
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"{self.label} died: {self.proc.stderr.read()[-2000:]}")
         return json.loads(line)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc = None
+
+    def as_dict(self) -> dict:
+        return {"label": self.label, "rule": self.rule, "impl": self.impl, "info": self.info,
+                "times": self.times, "memory": self.memory, "error": self.error}
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -216,10 +284,9 @@ def find_l2l(explicit: str | None) -> str | None:
     return None
 
 
-def l2l_check(python: str) -> dict | None:
+def l2l_check(cmd: list[str]) -> dict | None:
     try:
-        out = subprocess.run([python, str(HERE / "l2l_worker.py"), "--check"], capture_output=True,
-                             text=True, timeout=120)
+        out = subprocess.run([*cmd, "--check"], capture_output=True, text=True, timeout=120)
         return json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
     except Exception:
         return None
@@ -229,7 +296,7 @@ def make_payload(s: Setting, path: Path) -> int:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from maml_probe.models import ConvNet
+    from maml_probe.models import VARIANTS, ConvNet
     torch.manual_seed(0)
     net = ConvNet(s.variant, s.depth, s.ways)
     g = torch.Generator().manual_seed(1)
@@ -237,8 +304,9 @@ def make_payload(s: Setting, path: Path) -> int:
     ns, nq = s.ways * s.shots, s.ways * s.queries
     payload = {
         "spec": {"variant": s.variant, "depth": s.depth, "ways": s.ways, "steps": s.steps,
-                 "alpha": s.alpha, "in_channels": shape[0], "filters": net.blocks[0].conv.out_channels,
-                 "pool": False, "feature_size": net.feature_size},
+                 "alpha": s.alpha, "alphas": dict(s.alphas), "in_channels": shape[0],
+                 "filters": net.blocks[0].conv.out_channels, "pool": VARIANTS[s.variant]["pool"],
+                 "feature_size": net.feature_size},
         "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
         "support_x": torch.randn(s.tasks, ns, *shape, generator=g),
         "support_y": (torch.arange(ns) % s.ways).repeat(s.tasks, 1),
@@ -256,29 +324,41 @@ def loadavg() -> str:
         return "?"
 
 
-def run_setting(s: Setting, args: argparse.Namespace, l2l_python: str | None, tmp: Path) -> dict:
+def engines(s: Setting, rule: str, args: argparse.Namespace) -> list[str]:
+    """Our engines for ``rule`` in setting ``s``: auto and loop (+ extras) for MAML and KFC;
+    ``--rule-engines`` restricts the other rules (CFC rows: auto only)."""
+    if rule.startswith("cfc"):
+        return ["auto"]
+    if rule != "maml" and args.rule_engines:
+        return [e for e in args.rule_engines.split(",") if e]
+    return ["auto", "loop"] + list(args.extra)
+
+
+def run_setting(s: Setting, args: argparse.Namespace, l2l_cmd: list[str] | None, tmp: Path) -> dict:
     payload = tmp / f"{s.key}.pt"
     nparams = make_payload(s, payload)
     base_env = {**os.environ, "PYTHONPATH": str(REPO)}
-    base_env.pop("MAML_PROBE_IMPL", None)
-    base_env.pop("MAML_PROBE_TASK_CHUNK", None)
-    base_env.pop("MAML_PROBE_QUERY_CHUNK", None)
+    for name in ("MAML_PROBE_IMPL", "MAML_PROBE_TASK_CHUNK", "MAML_PROBE_QUERY_CHUNK",
+                 "MAML_PROBE_CUDA_PRECISION"):
+        base_env.pop(name, None)
     thr = (["--threads", str(args.threads)] if args.threads else []) + ["--device", args.device]
     me = [sys.executable, str(Path(__file__).resolve()), "--worker", "--payload", str(payload), *thr]
     workers: list[Worker] = []
-    rules = ["maml", "kfc"] if s.rule == "kfc" else ["maml"]
-    impls = ["auto", "loop"] + list(args.extra)
-    for rule in rules:
-        for impl in impls:
-            label = f"ours {impl}" + (f" {rule}" if s.rule == "kfc" else "")
+    several = len(s.rules) > 1
+    for rule in s.rules:
+        for impl in engines(s, rule, args):
+            label = f"ours {impl}" + (f" {rule}" if several else "")
             env = dict(base_env)
             if impl == "loop":
                 env["MAML_PROBE_MALLOC"] = "0"
-            workers.append(Worker(label, [*me, "--impl", impl, "--rule", rule], env))
-    if s.rule != "kfc" and l2l_python:
-        l2l = [l2l_python, str(HERE / "l2l_worker.py"), "--payload", str(payload), *thr]
-        workers.append(Worker("l2l", l2l, dict(base_env)))
-        workers.append(Worker("l2l+malloc", [*l2l, "--malloc"], dict(base_env)))
+            workers.append(Worker(label, [*me, "--impl", impl, "--rule", rule], env,
+                                  rule=rule, impl=impl))
+    if "maml" in s.rules and l2l_cmd:
+        l2l = [*l2l_cmd, "--payload", str(payload), *thr]
+        workers.append(Worker("l2l", l2l, dict(base_env), rule="maml", impl="l2l"))
+        if args.device == "cpu":
+            workers.append(Worker("l2l+malloc", [*l2l, "--malloc"], dict(base_env), rule="maml",
+                                  impl="l2l+malloc"))
     for w in workers:
         w.start()
     live = [w for w in workers if w.proc is not None]
@@ -286,21 +366,33 @@ def run_setting(s: Setting, args: argparse.Namespace, l2l_python: str | None, tm
     t0 = time.time()
     for r in range(args.warmup + args.repeats):
         for w in live:
-            t = w.ask("step")["seconds"]
+            if w.error:
+                continue
+            try:
+                t = w.ask("step", args.step_timeout)["seconds"]
+            except Exception as err:  # a worker that dies (e.g. out of memory) leaves the others
+                w.error = f"{type(err).__name__}: {str(err)[-300:]}"
+                w.kill()
+                continue
             if r >= args.warmup:
                 w.times.append(t)
+    live = [w for w in live if not w.error]
     for w in live:
-        w.memory = w.ask("memory")
-    agreement = None
-    ours, l2l = next((w for w in live if w.label == "ours loop"), None), \
-        next((w for w in live if w.label == "l2l"), None)
-    if ours is not None and l2l is not None:
-        a, b = ours.ask("grads")["grads"], l2l.ask("grads")["grads"]
-        scale = max(abs(v) for vs in a.values() for v in vs) or 1.0
-        agreement = max(abs(x - y) for k in a for x, y in zip(a[k], b[k])) / scale
-    for w in live:
+        w.memory = w.ask("memory", args.step_timeout)
+    agreement = {}
+    ref = next((w for w in live if w.label == "l2l"), None)
+    if ref is not None:
+        b = ref.ask("grads", args.step_timeout)["grads"]
+        scale = max(abs(v) for vs in b.values() for v in vs) or 1.0
+        for w in live:
+            if w.rule == "maml" and w.impl in ("auto", "loop"):
+                a = w.ask("grads", args.step_timeout)["grads"]
+                agreement[w.impl] = max(abs(x - y) for k in a for x, y in zip(a[k], b[k])) / scale
+        agreement["entries"] = sum(len(v) for v in b.values())
+    for w in workers:
         w.stop()
-    return {"setting": s, "params": nparams, "workers": workers, "load_before": load_before,
+    return {"setting": dataclasses.asdict(s), "params": nparams,
+            "workers": [w.as_dict() for w in workers], "load_before": load_before,
             "device": args.device, "agreement": agreement,
             "load_after": loadavg(), "wall": time.time() - t0}
 
@@ -309,10 +401,22 @@ def _fmt_t(ts: list[float]) -> str:
     return f"{min(ts):.3f} / {statistics.median(ts):.3f}" if ts else "n/a"
 
 
-def _peak_mib(w: Worker) -> float | None:
-    if not w.memory:
+def _peak_mib(w: dict) -> float | None:
+    if not w["memory"]:
         return None
-    return (w.memory["peak_kib"] - w.memory["baseline_kib"]) / 1024
+    return (w["memory"]["peak_kib"] - w["memory"]["baseline_kib"]) / 1024
+
+
+def _path(w: dict) -> str:
+    if w["label"].startswith("l2l"):
+        return "learn2learn MAML"
+    path = w["info"].get("choice", "")
+    recs = (w["memory"] or {}).get("recordings") or []
+    if recs:
+        r = recs[0]
+        how = "captured" if r["captured"] else r["note"]
+        path += f"; {how}, {r['chunk']}/{r['tasks']} tasks per pass"
+    return path
 
 
 def render(results: list[dict], l2l_note: str) -> str:
@@ -322,36 +426,38 @@ def render(results: list[dict], l2l_note: str) -> str:
              f"| {mem} |", "|---|---|---|---|---|---|"]
     kfc_lines, notes = [], []
     for res in results:
-        s: Setting = res["setting"]
-        ws = {w.label: w for w in res["workers"]}
+        s = res["setting"]
+        ws = {w["label"]: w for w in res["workers"]}
         ref = ws.get("l2l")
         for w in res["workers"]:
-            if w.error:
-                lines.append(f"| {s.title} | {w.label} | - | failed: {w.error} | | |")
+            if w["error"]:
+                lines.append(f"| {s['title']} | {w['label']} | - | failed: {w['error']} | | |")
                 continue
             ratio = ""
-            if ref is not None and ref.times and w.times and w is not ref:
-                ratio = (f"{min(w.times) / min(ref.times):.2f} / "
-                         f"{statistics.median(w.times) / statistics.median(ref.times):.2f}")
+            if ref is not None and ref["times"] and w["times"] and w is not ref:
+                ratio = (f"{min(w['times']) / min(ref['times']):.2f} / "
+                         f"{statistics.median(w['times']) / statistics.median(ref['times']):.2f}")
             peak = _peak_mib(w)
-            path = w.info.get("choice", "learn2learn MAML" if w.label.startswith("l2l") else "")
-            lines.append(f"| {s.title} | {w.label} | {path} | {_fmt_t(w.times)} | {ratio} | "
-                         f"{'' if peak is None else f'{peak:.0f}'} |")
-        if s.rule != "kfc" and ref is None:
-            lines.append(f"| {s.title} | learn2learn | - | {l2l_note} | | |")
-        if res.get("agreement") is not None:
-            notes.append(f"{s.title}: learn2learn's meta-gradient vs ours (first 8 entries of "
-                         f"every parameter): max difference {res['agreement']:.1e} of the "
-                         f"largest entry")
-        if s.rule == "kfc":
+            lines.append(f"| {s['title']} | {w['label']} | {_path(w)} | {_fmt_t(w['times'])} | "
+                         f"{ratio} | {'' if peak is None else f'{peak:.0f}'} |")
+        if "maml" in s["rules"] and ref is None:
+            lines.append(f"| {s['title']} | learn2learn | - | {l2l_note} | | |")
+        agree = res.get("agreement") or {}
+        if "auto" in agree or "loop" in agree:
+            parts = [f"ours {k} {agree[k]:.1e}" for k in ("auto", "loop") if k in agree]
+            notes.append(f"{s['title']}: learn2learn's meta-gradient vs ours (all "
+                         f"{agree.get('entries', '?')} entries): max difference "
+                         f"{', '.join(parts)} of the largest entry")
+        if "kfc" in s["rules"]:
+            several = len(s["rules"]) > 1
             for impl in ["auto", "loop"]:
-                k, m = ws.get(f"ours {impl} kfc"), ws.get(f"ours {impl} maml")
-                if k and m and k.times and m.times:
+                k, m = ws.get(f"ours {impl} kfc"), ws.get(f"ours {impl} maml" if several else "")
+                if k and m and k["times"] and m["times"]:
                     kfc_lines.append(
-                        f"| SCNN KFC / SCNN MAML, ours {impl} | {_fmt_t(k.times)} | {_fmt_t(m.times)} | "
-                        f"{min(k.times) / min(m.times):.2f} / "
-                        f"{statistics.median(k.times) / statistics.median(m.times):.2f} | "
-                        f"{k.info.get('rule_params', '')} |")
+                        f"| {s['title']}, ours {impl} | {_fmt_t(k['times'])} | "
+                        f"{_fmt_t(m['times'])} | {min(k['times']) / min(m['times']):.2f} / "
+                        f"{statistics.median(k['times']) / statistics.median(m['times']):.2f} | "
+                        f"{k['info'].get('rule_params', '')} |")
     out = "\n".join(lines)
     if notes:
         out += "\n\n" + "\n".join(f"- {n}" for n in notes)
@@ -361,7 +467,7 @@ def render(results: list[dict], l2l_note: str) -> str:
     return out
 
 
-def machine_block(args: argparse.Namespace, results: list[dict], l2l_info: dict | None) -> str:
+def machine_info(args: argparse.Namespace, l2l_info: dict | None) -> dict:
     import torch
     cpu = "?"
     try:
@@ -371,87 +477,126 @@ def machine_block(args: argparse.Namespace, results: list[dict], l2l_info: dict 
                 break
     except OSError:
         pass
-    loads = ", ".join(f"{r['setting'].key}: {r['load_before']} -> {r['load_after']}" for r in results)
-    threads = args.threads or torch.get_num_threads()
+    info = {"date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu,
+            "cpus": os.cpu_count(), "threads": args.threads or torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "device": args.device, "repeats": args.repeats, "warmup": args.warmup,
+            "learn2learn": (f"{l2l_info['learn2learn']} (torch {l2l_info['torch']})"
+                            if l2l_info else "not available")}
+    if args.device != "cpu" and torch.cuda.is_available():
+        dev = torch.device(args.device)
+        info.update(gpu=torch.cuda.get_device_name(dev), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version(),
+                    gpu_memory_gib=round(torch.cuda.get_device_properties(dev).total_memory / 2**30, 1))
+    return info
+
+
+def machine_block(info: dict, results: list[dict]) -> str:
+    loads = ", ".join(f"{r['setting']['key']}: {r['load_before']} -> {r['load_after']}"
+                      for r in results)
+    gpu = (f"; GPU {info['gpu']} ({info['gpu_memory_gib']} GiB), CUDA {info['cuda']}, cuDNN "
+           f"{info['cudnn']}" if info.get("gpu") else "")
     return "\n".join([
-        f"- date: {_dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {cpu}, {os.cpu_count()} logical CPUs, torch threads {threads}"
-        f"{'' if args.device == 'cpu' else ', device ' + _gpu_name(args.device)}; "
-        f"load average (1/5/15 min) before -> after each setting: {loads}",
-        f"- python {platform.python_version()}, torch {torch.__version__}, learn2learn "
-        f"{l2l_info['learn2learn'] + ' (torch ' + l2l_info['torch'] + ')' if l2l_info else 'not available'}",
-        f"- repeats: {args.repeats} timed after {args.warmup} warm-up rounds, engines stepped "
-        f"round-robin, each in its own process",
+        f"- date: {info['date']}",
+        f"- machine: {info['cpu']}, {info['cpus']} logical CPUs, torch threads {info['threads']}"
+        f"{gpu}; load average (1/5/15 min) before -> after each setting: {loads}",
+        f"- python {info['python']}, torch {info['torch']}, learn2learn {info['learn2learn']}",
+        f"- repeats: {info['repeats']} timed after {info['warmup']} warm-up rounds, engines "
+        f"stepped round-robin, each in its own process",
     ])
 
 
-def _gpu_name(device: str) -> str:
-    import torch
-    return torch.cuda.get_device_name(torch.device(device)) if torch.cuda.is_available() else device
+def update_md(path: Path, block: str, name: str) -> None:
+    """Rewrite the text between ``<!-- {name}:start -->`` and ``<!-- {name}:end -->``."""
+    text = path.read_text() if path.exists() else ""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        text += f"\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{block}\n{end}{tail}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--settings", default="cnn-5w1s,scnn-5w1s,cnn-10w5s,kfc",
-                    help=f"comma-separated, from {list(SETTINGS)}")
+    ap.add_argument("--suite", choices=["cpu", "gpu"], default="cpu",
+                    help="cpu: the CPU table's settings; gpu: Table A3 at the paper's episodes")
+    ap.add_argument("--settings", default=None, help="comma-separated keys of the suite (default: all)")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: default)")
     ap.add_argument("--l2l-python", default=None,
                     help="interpreter with learn2learn (default: $L2L_PYTHON, /tmp/l2l-venv/bin/python)")
+    ap.add_argument("--l2l-src", default=None,
+                    help="learn2learn's MAML source from benchmarks/fetch_learn2learn.sh "
+                         "(run with this interpreter)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (each worker on this device)")
-    ap.add_argument("--extra", default="",
-                    help="more of our engines as impl[:tasks per chunk[:tasks per query pass]], "
-                         "e.g. 'batched:1:1,batched'")
+    ap.add_argument("--extra", default=None,
+                    help="more of our engines as impl[:tasks per chunk[:tasks per query pass]][+tf32], "
+                         "e.g. 'batched:1:1,batched' (gpu suite default: 'batched,auto+tf32')")
+    ap.add_argument("--rule-engines", default="",
+                    help="our engines for the rules other than MAML (default: as for MAML)")
+    ap.add_argument("--step-timeout", type=float, default=300.0,
+                    help="seconds a worker may take for one command before it is stopped")
+    ap.add_argument("--json", default=None, help="write every measurement to this file")
+    ap.add_argument("--render-json", default=None, help="render a saved --json run and exit")
     ap.add_argument("--update-md", default=None, help="rewrite the table block of this markdown file")
+    ap.add_argument("--md-block", default="bench", help="marker name of the block (bench, gpu)")
     # worker mode
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--payload", help=argparse.SUPPRESS)
     ap.add_argument("--impl", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--rule", default="maml", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.extra is None:
+        args.extra = "batched,auto+tf32" if args.suite == "gpu" else ""
     args.extra = [e for e in args.extra.split(",") if e]
     if args.worker:
         ours_worker(args)
         return
-    keys = [k.strip() for k in args.settings.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in SETTINGS]
-    if unknown:
-        ap.error(f"unknown settings {unknown}; choose from {list(SETTINGS)}")
-    l2l_python = find_l2l(args.l2l_python)
-    l2l_info = l2l_check(l2l_python) if l2l_python else None
     how = "bash benchmarks/build_learn2learn.sh  (builds /tmp/l2l-venv from the PyPI sdist)"
     l2l_note = "not available (how to build it: " + how + ")"
-    if l2l_info is None:
-        print(f"learn2learn: {l2l_note}")
-        l2l_python = None
+    if args.render_json:
+        saved = json.loads(Path(args.render_json).read_text())
+        results, info = saved["results"], saved["machine"]
     else:
-        print(f"learn2learn: {l2l_info['learn2learn']} at {l2l_python} ({l2l_info['import']})")
-    tmp = Path(tempfile.mkdtemp(prefix="bench_maml."))
-    results = []
-    try:
-        for k in keys:
-            print(f"[{k}] {SETTINGS[k].title} (load {loadavg()}) ...", flush=True)
-            results.append(run_setting(SETTINGS[k], args, l2l_python, tmp))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        suite = gpu_settings() if args.suite == "gpu" else SETTINGS
+        keys = [k.strip() for k in (args.settings or ",".join(suite)).split(",") if k.strip()]
+        unknown = [k for k in keys if k not in suite]
+        if unknown:
+            ap.error(f"unknown settings {unknown}; choose from {list(suite)}")
+        if args.l2l_src:
+            l2l_cmd = [sys.executable, str(HERE / "l2l_worker.py"), "--l2l-src", args.l2l_src]
+        else:
+            l2l_python = find_l2l(args.l2l_python)
+            l2l_cmd = [l2l_python, str(HERE / "l2l_worker.py")] if l2l_python else None
+        l2l_info = l2l_check(l2l_cmd) if l2l_cmd else None
+        if l2l_info is None:
+            print(f"learn2learn: {l2l_note}")
+            l2l_cmd = None
+        else:
+            print(f"learn2learn: {l2l_info['learn2learn']} ({l2l_info['import']})")
+        info = machine_info(args, l2l_info)
+        tmp = Path(tempfile.mkdtemp(prefix="bench_maml."))
+        results = []
+        try:
+            for k in keys:
+                print(f"[{k}] {suite[k].title} (load {loadavg()}) ...", flush=True)
+                results.append(run_setting(suite[k], args, l2l_cmd, tmp))
+                if args.json:  # after every setting: a run cut short keeps what it measured
+                    Path(args.json).write_text(json.dumps({"machine": info, "results": results}))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     table = render(results, l2l_note)
-    block = machine_block(args, results, l2l_info)
+    block = machine_block(info, results)
     print()
     print(block)
     print()
     print(table)
     if args.update_md:
-        md = Path(args.update_md)
-        text = md.read_text() if md.exists() else "<!-- bench:start -->\n<!-- bench:end -->\n"
-        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
-        if start not in text or end not in text:
-            text += f"\n{start}\n{end}\n"
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        md.write_text(f"{head}{start}\n{block}\n\n{table}\n{end}{tail}")
-        print(f"\nwrote {md}")
+        update_md(Path(args.update_md), f"{block}\n\n{table}", args.md_block)
+        print(f"\nwrote {args.update_md}")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,24 @@ import time
 import types
 
 
-def import_l2l():
-    """``(learn2learn.algorithms.MAML, version, how)``."""
+def import_l2l(src: str | None = None):
+    """``(learn2learn.algorithms.MAML, version, how)``.
+
+    ``src``: a folder holding only learn2learn's MAML source (``benchmarks/fetch_learn2learn.sh``),
+    imported as the packages ``learn2learn`` and ``learn2learn.algorithms`` without running
+    their ``__init__`` files (``maml.py``, ``base_learner.py`` and ``utils`` are unchanged).
+    """
+    if src:
+        import os
+        root = os.path.join(os.path.abspath(src), "learn2learn")
+        for name, path in (("learn2learn", root),
+                           ("learn2learn.algorithms", os.path.join(root, "algorithms"))):
+            pkg = types.ModuleType(name)
+            pkg.__path__ = [path]
+            sys.modules[name] = pkg
+        from learn2learn._version import __version__
+        from learn2learn.algorithms.maml import MAML
+        return MAML, __version__, f"MAML source from {src} (benchmarks/fetch_learn2learn.sh)"
     try:
         import learn2learn  # noqa: F401
         from learn2learn.algorithms import MAML
@@ -102,10 +118,11 @@ def main() -> None:
     ap.add_argument("--payload", help="torch.save'd dict: spec, state_dict, batch tensors")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--l2l-src", default=None, help="folder from benchmarks/fetch_learn2learn.sh")
     ap.add_argument("--malloc", action="store_true",
                     help="apply maml_probe's glibc malloc thresholds (maml_probe/fast/allocator.py)")
     args = ap.parse_args()
-    MAML, version, how = import_l2l()
+    MAML, version, how = import_l2l(args.l2l_src)
     import torch
     if args.check:
         print(json.dumps({"learn2learn": version, "torch": torch.__version__, "import": how}))
@@ -153,9 +170,9 @@ def main() -> None:
             t0 = time.perf_counter()
             meta_step()
             out = {"seconds": time.perf_counter() - t0}
-        elif cmd == "grads":
+        elif cmd == "grads":  # every entry of the meta-gradient, for the agreement check
             meta_step()
-            out = {"grads": {k: p.grad.double().flatten().tolist()[:8] for k, p in
+            out = {"grads": {k: p.grad.double().flatten().tolist() for k, p in
                              net.named_parameters()}}
         elif cmd == "memory":
             if device.type == "cuda":

@@ -34,14 +34,18 @@ def capture_rng_states(task_generator: torch.Generator | None = None) -> dict[st
 
 
 def restore_rng_states(states: dict[str, Any], task_generator: torch.Generator | None = None) -> None:
-    """Inverse of :func:`capture_rng_states`."""
-    torch.set_rng_state(states["torch"])
+    """Inverse of :func:`capture_rng_states`.
+
+    RNG states are CPU byte tensors; a checkpoint loaded with ``map_location="cuda"`` has moved
+    them to the GPU, so they are brought back first.
+    """
+    torch.set_rng_state(states["torch"].cpu())
     np.random.set_state(states["numpy"])
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
     if task_generator is not None and "tasks" in states:
-        task_generator.set_state(states["tasks"])
+        task_generator.set_state(states["tasks"].cpu())
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:

@@ -18,12 +18,14 @@ touching the module.
 
 :func:`meta_backward` (what training calls) dispatches to a fast path per device
 (:mod:`maml_probe.fast`: the tasks of a meta-batch stacked through grouped convolutions and
-batched matmuls on CPU); ``impl="loop"`` or ``MAML_PROBE_IMPL=loop`` forces the reference loop
+batched matmuls on CPU, and that stacked step recorded once and replayed as a CUDA graph on
+GPUs); ``impl="loop"`` or ``MAML_PROBE_IMPL=loop`` forces the reference loop
 below, which the fast paths are tested against.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -129,7 +131,8 @@ def task_losses(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: 
 
 def meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
                   adapt_mask: Collection[str] | None = None, first_order: bool = False,
-                  loss_fn: LossFn = task_loss, impl: str | None = None) -> tuple[float, float]:
+                  loss_fn: LossFn = task_loss, impl: str | None = None,
+                  precision: str | None = None) -> tuple[float, float]:
     """Accumulate the meta-gradient of the mean query loss into ``.grad`` of model and rule.
 
     ``d/d(theta_0, xi_0) (1/B) sum_T L_T^query(theta_T)``. Returns (mean loss, mean accuracy).
@@ -137,21 +140,32 @@ def meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps
     ``impl`` picks the engine (:mod:`maml_probe.fast`): ``"loop"`` is the reference below (one
     task at a time; each task's graph is freed right after its backward pass, so peak memory is
     that of one task); ``"batched"`` runs the tasks through one stacked pass (same gradients);
-    ``"auto"`` (default, or the ``MAML_PROBE_IMPL`` environment variable) picks per device and
-    uses the loop for whatever the batched engine does not support.
+    ``"graph"`` replays that stacked pass as a recorded CUDA graph; ``"auto"`` (default, or the
+    ``MAML_PROBE_IMPL`` environment variable) picks per device and uses the loop for whatever the
+    batched engine does not support. ``precision`` (``"fp32"`` or ``"tf32"``; default
+    ``MAML_PROBE_CUDA_PRECISION`` or ``"fp32"``) sets float32 arithmetic on CUDA
+    (:mod:`maml_probe.fast.precision`).
     """
     check_steps(steps)
-    choice = _fast.choose_impl(model, rule, _device_of(model, batch), loss_fn=loss_fn, impl=impl,
+    device = _device_of(model, batch)
+    choice = _fast.choose_impl(model, rule, device, loss_fn=loss_fn, impl=impl,
                                support_size=batch.support_x.shape[1], steps=steps,
                                tasks=len(batch))
-    if _device_of(model, batch).type == "cpu":
+    if device.type == "cpu":
         _fast.tune_malloc()  # once per process; MAML_PROBE_MALLOC=0 turns it off
-    if choice.impl == "batched":
-        return _fast.batched_meta_backward(model, rule, batch, steps=steps, adapt_mask=adapt_mask,
-                                           first_order=first_order, loss_fn=loss_fn,
-                                           chunk=choice.chunk, query_chunk=choice.query_chunk)
-    return _loop_meta_backward(model, rule, batch, steps=steps, adapt_mask=adapt_mask,
-                               first_order=first_order, loss_fn=loss_fn)
+    mode = _fast.resolve_precision(precision)
+    if choice.impl == "graph":
+        return _fast.graphed_meta_backward(model, rule, batch, steps=steps, adapt_mask=adapt_mask,
+                                           first_order=first_order, chunk=choice.chunk,
+                                           query_chunk=choice.query_chunk, precision=mode)
+    with _fast.cuda_precision(mode) if device.type == "cuda" else nullcontext():
+        if choice.impl == "batched":
+            return _fast.batched_meta_backward(model, rule, batch, steps=steps,
+                                               adapt_mask=adapt_mask, first_order=first_order,
+                                               loss_fn=loss_fn, chunk=choice.chunk,
+                                               query_chunk=choice.query_chunk)
+        return _loop_meta_backward(model, rule, batch, steps=steps, adapt_mask=adapt_mask,
+                                   first_order=first_order, loss_fn=loss_fn)
 
 
 def _device_of(model: nn.Module, batch: TaskBatch) -> torch.device:
@@ -190,8 +204,22 @@ def evaluate_batch(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, step
     """Pre- and post-adaptation query accuracy of each task, as two ``[T]`` tensors.
 
     ``post_transform`` (optional) edits the adapted parameters before the query pass (the
-    probes' post-adaptation scaling, noise and pruning).
+    probes' post-adaptation scaling, noise and pruning). On CUDA, float32 runs at the
+    precision of :func:`meta_backward` (``MAML_PROBE_CUDA_PRECISION``).
     """
+    on_cuda = _device_of(model, batch).type == "cuda"
+    with _fast.cuda_precision() if on_cuda else nullcontext():
+        return _evaluate_batch(model, rule, batch, steps=steps, params=params,
+                               rule_params=rule_params, adapt_mask=adapt_mask,
+                               post_transform=post_transform, loss_fn=loss_fn)
+
+
+def _evaluate_batch(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
+                    params: Mapping[str, Tensor] | None,
+                    rule_params: Mapping[str, Tensor] | None,
+                    adapt_mask: Collection[str] | None,
+                    post_transform: Callable[[Params], Params] | None,
+                    loss_fn: LossFn) -> tuple[Tensor, Tensor]:
     params = {k: v.detach() for k, v in (params or dict(model.named_parameters())).items()}
     pre, post = [], []
     for i in range(len(batch)):

@@ -223,8 +223,9 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
         opt.zero_grad(set_to_none=True)
         loss, acc = meta_backward(learner.model, learner.rule, batch, steps=cfg.steps,
                                   adapt_mask=mask, first_order=cfg.first_order)
-        grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in learner.parameters()
-                           if p.grad is not None)
+        grads = [p.grad for p in learner.parameters() if p.grad is not None]
+        # one device-to-host read for all gradients (a GPU step would otherwise wait per tensor)
+        grads_finite = not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
         if not (math.isfinite(loss) and grads_finite):
             kept = f"the last good checkpoint is kept at {ckpt}" if ckpt and ckpt.exists() else \
                 "no checkpoint had been written yet"

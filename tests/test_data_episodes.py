@@ -102,8 +102,22 @@ def test_normalisation_unit_and_standardised():
 def test_images_are_resident_on_the_sampler_device():
     sampler = EpisodeSampler(coded(), 2, 1, 1, device="cpu")
     assert sampler.device == torch.device("cpu")
-    if torch.cuda.is_available():
-        gpu = EpisodeSampler(coded(), 2, 1, 1, device="cuda")
-        a = gpu.sample(8, torch.Generator().manual_seed(1))
-        b = sampler.sample(8, torch.Generator().manual_seed(1))
-        assert a.support_x.is_cuda and torch.equal(a.support_x.cpu(), b.support_x)
+    b = sampler.sample(8, torch.Generator().manual_seed(1))
+    assert all(t.device.type == "cpu" for t in (b.support_x, b.support_y, b.query_x, b.query_y))
+    cls, _ = ids(b.support_x)
+    assert all(len(set(row.tolist())) == 2 for row in cls)  # two distinct classes per task
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_sampler_draws_the_same_episodes_on_the_device():
+    cpu = EpisodeSampler(coded(), 2, 1, 1, device="cpu")
+    gpu = EpisodeSampler(coded(), 2, 1, 1, device="cuda")
+    a = gpu.sample(8, torch.Generator().manual_seed(1))
+    b = cpu.sample(8, torch.Generator().manual_seed(1))
+    for x, y in ((a.support_y, b.support_y), (a.query_y, b.query_y)):
+        assert x.is_cuda and torch.equal(x.cpu(), y)
+    for x, y in ((a.support_x, b.support_x), (a.query_x, b.query_x)):  # normalised on the GPU
+        assert x.is_cuda
+        torch.testing.assert_close(x.cpu(), y, rtol=1e-6, atol=1e-6)
+        assert torch.equal(ids(x.cpu())[0], ids(y)[0]) and torch.equal(ids(x.cpu())[1], ids(y)[1])

@@ -202,11 +202,34 @@ def test_auto_per_device_and_cpu_chunk_sizing(monkeypatch):
     c = fast.choose_impl(net, rule, torch.device("cpu"), loss_fn=task_loss, support_size=5,
                          steps=2, tasks=8)
     assert (c.impl, c.chunk, c.query_chunk) == ("batched", 8, 1)
-    for device in ("cuda", "meta"):  # no measured fast path there yet: the reference loop
-        assert fast.choose_impl(net, rule, torch.device(device), loss_fn=task_loss).impl == "loop"
+    # CUDA: the recorded stacked step, tasks per pass measured (None) unless given
+    c = fast.choose_impl(net, rule, torch.device("cuda"), loss_fn=task_loss, support_size=50,
+                         steps=4, tasks=32)
+    assert (c.impl, c.chunk, c.query_chunk) == ("graph", None, None)
+    assert fast.choose_impl(net, rule, torch.device("meta"), loss_fn=task_loss).impl == "loop"
+    monkeypatch.setenv("MAML_PROBE_TASK_CHUNK", "4")
+    c = fast.choose_impl(net, rule, torch.device("cuda"), loss_fn=task_loss)
+    assert (c.impl, c.chunk) == ("graph", 4)
+    monkeypatch.delenv("MAML_PROBE_TASK_CHUNK")
     monkeypatch.setenv("MAML_PROBE_IMPL", "batched")
     c = fast.choose_impl(net, rule, torch.device("cuda"), loss_fn=task_loss)
     assert (c.impl, c.chunk, c.query_chunk) == ("batched", None, None)
+
+
+def test_graph_impl_needs_cuda_and_a_supported_model(monkeypatch):
+    monkeypatch.delenv("MAML_PROBE_IMPL", raising=False)
+    net, batch = _cnn()
+    rule = make_rule("maml", net, 0.3)
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        meta_backward(net, rule, batch, steps=1, impl="graph")
+    monkeypatch.setenv("MAML_PROBE_IMPL", "graph")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fast.choose_impl(net, rule, torch.device("cpu"), loss_fn=task_loss).impl == "loop"
+    assert any("MAML_PROBE_IMPL=graph" in str(w.message) for w in caught)
+    sub = _Subclassed("omniglot", 1, 3, filters=3)
+    with pytest.raises(ValueError, match="no task-stacked forward"):
+        fast.choose_impl(sub, rule, torch.device("cuda"), loss_fn=task_loss, impl="graph")
 
 
 def test_steps_are_validated_on_every_path():

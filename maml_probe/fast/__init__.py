@@ -8,21 +8,25 @@ impl           what runs
 ``batched``    :mod:`~maml_probe.fast.batched`: all tasks of the meta-batch (or ``chunk`` at a
                time) in one stacked pass - grouped convolutions, batched matmuls, one
                ``autograd.grad`` per inner step, rules under ``vmap``
+``graph``      ``batched`` recorded once per episode shape as a CUDA graph and replayed
+               (:mod:`~maml_probe.fast.graphs`; CUDA only)
 ``auto``       per device (:data:`AUTO`); settings the batched engine does not support (custom
                models, custom ``loss_fn``) use ``loop``
 =============  ==============================================================================
 
-Both give the same meta-gradients (to floating-point summation order; ``tests/test_fast_paths.py``
-checks every path in float64 against the loop). On CPU, ``meta_backward`` also raises glibc's
-malloc thresholds once per process (:mod:`~maml_probe.fast.allocator`; ``MAML_PROBE_MALLOC=0``
-turns that off), which removes ~35k page faults per Omniglot-CNN meta-step whatever the path.
+All give the same meta-gradients (to floating-point summation order): ``tests/test_fast_paths.py``
+checks every path in float64 against the loop on the CPU, ``tests/test_cuda.py`` does the same
+on a GPU. On CPU, ``meta_backward`` also raises glibc's malloc thresholds once per process
+(:mod:`~maml_probe.fast.allocator`; ``MAML_PROBE_MALLOC=0`` turns that off), which removes ~35k
+page faults per Omniglot-CNN meta-step whatever the path. On CUDA every path runs float32 at the
+precision of :mod:`~maml_probe.fast.precision` (strict fp32 unless ``tf32`` is asked for).
 
 **Forcing a path** (debugging, benchmarks): ``meta_backward(..., impl="loop" | "batched" |
-"auto")``, or for a whole run the environment variables ``MAML_PROBE_IMPL`` (same values),
-``MAML_PROBE_TASK_CHUNK`` (tasks per stacked chunk) and ``MAML_PROBE_QUERY_CHUNK`` (tasks per
-query pass); unset or 0: the device default (for a forced ``batched``: all tasks). An explicit
-``impl="batched"`` on an unsupported setting raises ``ValueError``; the environment variable falls
-back to ``loop`` with a warning.
+"graph" | "auto")``, or for a whole run the environment variables ``MAML_PROBE_IMPL`` (same
+values), ``MAML_PROBE_TASK_CHUNK`` (tasks per stacked chunk) and ``MAML_PROBE_QUERY_CHUNK`` (tasks
+per query pass); unset or 0: the device default (for a forced ``batched``: all tasks; for
+``graph``: sized from measured memory). An explicit ``impl`` that cannot run the setting raises
+``ValueError``; the environment variable falls back to ``loop`` with a warning.
 """
 from __future__ import annotations
 
@@ -35,13 +39,16 @@ import torch
 from torch import Tensor, nn
 
 from .allocator import malloc_tuned, tune_malloc
-from .batched import batched_meta_backward, unsupported_reason
+from .batched import batched_meta_backward, stacked_meta_gradients, unsupported_reason
 from .forward import stacked_forward
+from .graphs import clear_recordings, graphed_meta_backward
+from .precision import PRECISIONS, cuda_precision, resolve_precision
 
-IMPLS = ("auto", "loop", "batched")
+IMPLS = ("auto", "loop", "batched", "graph")
 
 #: ``auto``'s choice per device type: (impl, tasks per stacked chunk, tasks per query pass);
-#: ``None`` = all tasks, ``"sized"`` = :func:`cpu_chunk`. A device type not listed uses ``loop``.
+#: ``None`` = all tasks (``graph``: sized from measured memory), ``"sized"`` = :func:`cpu_chunk`.
+#: A device type not listed uses ``loop``.
 #:
 #: * CPU (measured, BENCHMARKS.md): the tasks' inner loops are stacked (small support batches,
 #:   where per-op overhead and poorly parallel small kernels dominate: the second-order part
@@ -49,11 +56,12 @@ IMPLS = ("auto", "loop", "batched")
 #:   are *slower* than ungrouped ones) runs one task at a time with ordinary convolutions and
 #:   hands ``dL/dtheta_T`` to one backward pass through the stacked inner loops. The chunk is
 #:   sized by :func:`cpu_chunk` to keep the stacked inner-loop graph small.
-#: * CUDA: not measured yet (no GPU in this repository's CI), so ``auto`` keeps the reference
-#:   loop there; ``impl="batched"`` (all tasks in one pass) is the path to measure first
-#:   (``python benchmarks/bench_maml.py --device cuda --extra batched,batched:8:1``).
+#: * CUDA (measured, BENCHMARKS.md): kernel launches, not arithmetic, bound these small networks,
+#:   so the whole stacked meta-step (all tasks, query pass included) is recorded as one CUDA
+#:   graph and replayed; tasks per pass are sized from the measured memory of one task.
 AUTO: dict[str, tuple[str, int | str | None, int | None]] = {
     "cpu": ("batched", "sized", 1),
+    "cuda": ("graph", None, None),
 }
 
 #: CPU inner-loop budget of :func:`cpu_chunk`: support images x inner steps per stacked chunk.
@@ -72,12 +80,15 @@ def cpu_chunk(support_size: int, steps: int, tasks: int) -> int:
 
 @dataclass(frozen=True)
 class Choice:
-    impl: str                       # "loop" or "batched"
-    chunk: int | None = None        # tasks per stacked inner loop (None: all)
+    impl: str                       # "loop", "batched" or "graph"
+    chunk: int | None = None        # tasks per stacked inner loop (None: all / measured)
     query_chunk: int | None = None  # tasks per query pass (None: the whole chunk)
     reason: str = ""                # why (for logs and benchmarks)
 
     def describe(self) -> str:
+        if self.impl == "graph":
+            return (f"graph: batched + CUDA graph (tasks/chunk {self.chunk or 'measured'}, "
+                    f"query {self.query_chunk or 'whole chunk'})")
         if self.impl != "batched":
             return self.impl
         return (f"batched (tasks/chunk {self.chunk or 'all'}, "
@@ -111,12 +122,14 @@ def choose_impl(model: nn.Module, rule: nn.Module, device: torch.device, *,
     if name == "loop":
         return Choice("loop", reason="forced")
     reason = unsupported_reason(model, rule, loss_fn)
-    if name == "batched":
+    if name == "graph" and reason is None and device.type != "cuda":
+        reason = f"CUDA graphs need a CUDA device, the model is on {device.type}"
+    if name in ("batched", "graph"):
         if reason is None:
-            return Choice("batched", chunk, query_chunk, "forced")
+            return Choice(name, chunk, query_chunk, "forced")
         if not from_env:
-            raise ValueError(f"impl='batched' does not support this setting: {reason}")
-        warnings.warn(f"MAML_PROBE_IMPL=batched: {reason}; using the reference loop", stacklevel=3)
+            raise ValueError(f"impl={name!r} does not support this setting: {reason}")
+        warnings.warn(f"MAML_PROBE_IMPL={name}: {reason}; using the reference loop", stacklevel=3)
         return Choice("loop", reason=f"fallback: {reason}")
     if reason is not None:
         return Choice("loop", reason=f"auto fallback: {reason}")
@@ -130,5 +143,7 @@ def choose_impl(model: nn.Module, rule: nn.Module, device: torch.device, *,
                   f"auto ({device.type})")
 
 
-__all__ = ["AUTO", "CPU_INNER_IMAGES", "IMPLS", "cpu_chunk", "Choice", "batched_meta_backward", "choose_impl",
-           "malloc_tuned", "stacked_forward", "tune_malloc", "unsupported_reason"]
+__all__ = ["AUTO", "CPU_INNER_IMAGES", "IMPLS", "PRECISIONS", "Choice", "batched_meta_backward",
+           "choose_impl", "clear_recordings", "cpu_chunk", "cuda_precision", "graphed_meta_backward",
+           "malloc_tuned", "resolve_precision", "stacked_forward", "stacked_meta_gradients",
+           "tune_malloc", "unsupported_reason"]

@@ -11,17 +11,20 @@ every tensor carrying a leading task dimension:
 * the update rule: plain SGD is elementwise and acts on the stack directly; any other rule runs
   under ``torch.func.vmap`` over tasks, with ``xi`` shared (``adapts=False``) or stacked per
   task (``adapts=True``: xi takes its own inner step per task, Algorithm 1);
-* the meta-loss ``(1/B) sum_k L_k^query`` is back-propagated once per chunk of tasks.
+* the meta-loss ``(1/B) sum_k L_k^query`` is differentiated once per chunk of tasks, with
+  respect to the model's and the rule's parameters (:func:`stacked_meta_gradients` returns the
+  gradients as tensors and reads nothing back to the host, so a CUDA graph can record it).
 
 ``chunk`` bounds memory: tasks are processed ``chunk`` at a time (the graph of one chunk is
 alive at once; the reference loop is ``chunk=1`` in memory terms). ``query_chunk`` runs the
 query passes of a chunk a few tasks at a time, each differentiated with respect to the adapted
 parameters only, and then back-propagates the accumulated ``dL/dtheta_T`` once through the
-stacked inner loops (see :func:`batched_meta_backward`).
+stacked inner loops (see :func:`stacked_meta_gradients`).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -103,11 +106,29 @@ def _adapt_stacked(forward: StackedForward, params: Mapping[str, Tensor], x: Ten
     return P
 
 
-def batched_meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
-                          adapt_mask: Collection[str] | None = None, first_order: bool = False,
-                          loss_fn: LossFn = task_loss, chunk: int | None = None,
-                          query_chunk: int | None = None) -> tuple[float, float]:
-    """:func:`maml_probe.maml.meta_backward` with the tasks stacked ``chunk`` at a time.
+class MetaGradients(NamedTuple):
+    """One meta-step's result as device tensors (no host synchronisation needed to produce it).
+
+    ``grads[i]`` is ``d/d leaves[i] (1/B) sum_T L_T^query`` (``None`` where the meta-loss does not
+    depend on that leaf, as ``.backward()`` would leave its ``.grad``); ``loss_sum`` and
+    ``acc_sum`` are sums over the meta-batch's tasks (0-dim tensors).
+    """
+
+    grads: tuple[Tensor | None, ...]
+    loss_sum: Tensor
+    acc_sum: Tensor
+
+
+def meta_leaves(model: nn.Module, rule: UpdateRule) -> list[Tensor]:
+    """The tensors a meta-step differentiates: the model's, then the rule's trainable parameters."""
+    return [p for p in (*model.parameters(), *rule.parameters()) if p.requires_grad]
+
+
+def stacked_meta_gradients(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
+                           adapt_mask: Collection[str] | None = None, first_order: bool = False,
+                           chunk: int | None = None,
+                           query_chunk: int | None = None) -> MetaGradients:
+    """The meta-gradient of the mean query loss w.r.t. :func:`meta_leaves`, tasks stacked.
 
     ``chunk`` (default: all tasks) tasks are adapted together in one stacked inner loop.
     ``query_chunk`` (default: ``chunk``) splits their query pass: with ``query_chunk < chunk``
@@ -116,17 +137,28 @@ def batched_meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, 
     accumulated ``dL/dtheta_T`` through the stacked inner loop. Same gradient (chain rule); the
     query pass, usually the largest activations, is alive for ``query_chunk`` tasks only, and with
     ``query_chunk=1`` its convolutions are ordinary (ungrouped) ones.
+
+    Nothing here reads a value back to the host, so the whole function can be recorded as one
+    CUDA graph (:mod:`maml_probe.fast.graphs`).
     """
-    reason = unsupported_reason(model, rule, loss_fn)
-    if reason is not None:
-        raise ValueError(f"the batched engine does not support this setting: {reason}")
     forward = stacked_forward(model)
+    if forward is None:
+        raise ValueError(f"the batched engine does not support this setting: "
+                         f"{unsupported_reason(model, rule, task_loss)}")
     params = dict(model.named_parameters())
     rule_params = dict(rule.named_parameters())
     names = [k for k in params if adapt_mask is None or k in adapt_mask]
+    leaves = meta_leaves(model, rule)
     n = len(batch)
     chunk = n if not chunk or chunk <= 0 else min(int(chunk), n)
-    total_loss = total_acc = 0.0
+    total: list[Tensor | None] = [None] * len(leaves)
+    loss_sum = acc_sum = None
+
+    def add(grads: tuple[Tensor | None, ...]) -> None:
+        for i, g in enumerate(grads):
+            if g is not None:
+                total[i] = g if total[i] is None else total[i] + g
+
     for s in range(0, n, chunk):
         sl = slice(s, min(s + chunk, n))
         c = sl.stop - sl.start
@@ -138,20 +170,61 @@ def batched_meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, 
         if qc >= c:
             logits = forward(P, qx)
             losses = per_task_loss(logits, qy)
-            (losses.sum() / n).backward()
-            total_loss += float(losses.detach().sum())
-            total_acc += float(per_task_accuracy(logits, qy).sum())
-            continue
-        diff = [k for k, v in P.items() if v.requires_grad]
-        grads: dict[str, list[Tensor]] = {k: [] for k in diff}
-        for j in range(0, c, qc):
-            Pj = {k: (v[j:j + qc].detach().requires_grad_(k in grads)) for k, v in P.items()}
-            logits = forward(Pj, qx[j:j + qc])
-            losses = per_task_loss(logits, qy[j:j + qc])
-            for k, g in zip(diff, torch.autograd.grad(losses.sum() / n, [Pj[k] for k in diff],
-                                                       allow_unused=True, materialize_grads=True)):
-                grads[k].append(g)
-            total_loss += float(losses.detach().sum())
-            total_acc += float(per_task_accuracy(logits, qy[j:j + qc]).sum())
-        torch.autograd.backward([P[k] for k in diff], [torch.cat(grads[k]) for k in diff])
-    return total_loss / n, total_acc / n
+            add(torch.autograd.grad(losses.sum() / n, leaves, allow_unused=True))
+            part_loss, part_acc = losses.detach().sum(), per_task_accuracy(logits, qy).sum()
+        else:
+            diff = [k for k, v in P.items() if v.requires_grad]
+            d_theta: dict[str, list[Tensor]] = {k: [] for k in diff}
+            part_loss = part_acc = 0
+            for j in range(0, c, qc):
+                Pj = {k: (v[j:j + qc].detach().requires_grad_(k in d_theta)) for k, v in P.items()}
+                logits = forward(Pj, qx[j:j + qc])
+                losses = per_task_loss(logits, qy[j:j + qc])
+                for k, g in zip(diff, torch.autograd.grad(losses.sum() / n, [Pj[k] for k in diff],
+                                                           allow_unused=True,
+                                                           materialize_grads=True)):
+                    d_theta[k].append(g)
+                part_loss = part_loss + losses.detach().sum()
+                part_acc = part_acc + per_task_accuracy(logits, qy[j:j + qc]).sum()
+            add(torch.autograd.grad([P[k] for k in diff], leaves,
+                                    [torch.cat(d_theta[k]) for k in diff], allow_unused=True))
+        loss_sum = part_loss if loss_sum is None else loss_sum + part_loss
+        acc_sum = part_acc if acc_sum is None else acc_sum + part_acc
+    return MetaGradients(tuple(total), loss_sum, acc_sum)
+
+
+def accumulate_into_grad(leaves: list[Tensor], grads: tuple[Tensor | None, ...], *,
+                         copy: bool = False) -> None:
+    """``leaf.grad += g`` for every non-``None`` ``g`` (``leaf.grad = g`` where it is ``None``).
+
+    ``copy=True`` never keeps a reference to ``g`` (needed when ``g`` lives in a buffer that the
+    next meta-step overwrites, as the outputs of a replayed CUDA graph do).
+    """
+    with torch.no_grad():
+        for p, g in zip(leaves, grads):
+            if g is None:
+                continue
+            if p.grad is None:
+                p.grad = g.clone(memory_format=torch.contiguous_format) if copy or \
+                    not g.is_contiguous() else g
+            else:
+                p.grad.add_(g)
+
+
+def batched_meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
+                          adapt_mask: Collection[str] | None = None, first_order: bool = False,
+                          loss_fn: LossFn = task_loss, chunk: int | None = None,
+                          query_chunk: int | None = None) -> tuple[float, float]:
+    """:func:`maml_probe.maml.meta_backward` with the tasks stacked ``chunk`` at a time.
+
+    Accumulates :func:`stacked_meta_gradients` into ``.grad`` and returns (mean query loss,
+    mean query accuracy).
+    """
+    reason = unsupported_reason(model, rule, loss_fn)
+    if reason is not None:
+        raise ValueError(f"the batched engine does not support this setting: {reason}")
+    out = stacked_meta_gradients(model, rule, batch, steps=steps, adapt_mask=adapt_mask,
+                                 first_order=first_order, chunk=chunk, query_chunk=query_chunk)
+    accumulate_into_grad(meta_leaves(model, rule), out.grads)
+    n = len(batch)
+    return float(out.loss_sum) / n, float(out.acc_sum) / n
