@@ -21,7 +21,9 @@
 # only our auto engine by default: the KFC reference loop takes ~11 s a step on the Omniglot CNN).
 # BENCHMARKS.md is then written from the JSON files on any machine:
 #   python benchmarks/bench_maml.py --render-json $OUT/bench_gpu.json --update-md BENCHMARKS.md --md-block gpu
-#   python benchmarks/paper_scale.py --render $OUT/paper_scale.json --update-md BENCHMARKS.md
+#   python benchmarks/paper_scale.py --render $OUT/paper_scale.json --bench $OUT/bench_gpu.json --update-md BENCHMARKS.md
+# On a machine whose working tree is copied over (no shared data folder), put the two Omniglot
+# zips in data/omniglot/ (ignored by git) and send that folder and .l2l/ along.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_check}

@@ -8,6 +8,7 @@ comma-separated list (``-p seed=0,1,2``) becomes a grid: one run per combination
 """
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiments.registry import EXPERIMENTS, Experiment
-from .runs import RUNS_ROOT, run_name, write_record
+from .runs import RUNS_ROOT, run_dir_for, run_name, write_record
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -73,9 +74,61 @@ def resolve_experiments(ids: Sequence[str]) -> list[Experiment]:
 
 def notebook_parameters(exp: Experiment) -> set[str]:
     """Names of the parameters that ``exp``'s notebook declares in its ``parameters`` cell."""
+    return set(notebook_defaults(exp))
+
+
+def notebook_defaults(exp: Experiment) -> dict[str, Any]:
+    """``name -> default`` of ``exp``'s notebook parameters (``...`` where not a literal)."""
     from papermill.inspection import inspect_notebook
 
-    return set(inspect_notebook(str(NOTEBOOKS / exp.notebook)))
+    out = {}
+    for name, info in inspect_notebook(str(NOTEBOOKS / exp.notebook)).items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError, TypeError):
+            out[name] = ...
+    return out
+
+
+def _kind(value: Any) -> str | None:
+    """The type family a parameter's default asks for (``None``: anything goes)."""
+    if value is None or value is ...:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return None
+
+
+def check_parameters(exp: Experiment, params: Mapping[str, Any]) -> None:
+    """Refuse unknown parameters and values of another type than the notebook's default.
+
+    Runs before anything is created, so a bad value leaves no run folder behind.
+    """
+    defaults = notebook_defaults(exp)
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"{exp.id} has no parameter(s) {unknown}; its parameters are {sorted(defaults)}")
+    accepts = {"bool": (bool,), "int": (int,), "number": (int, float), "str": (str,),
+               "list": (list, tuple), "dict": (dict,)}
+    for name, value in params.items():
+        kind = _kind(defaults[name])
+        if kind is None or value is None:
+            continue
+        ok = isinstance(value, accepts[kind]) and not (kind in ("int", "number")
+                                                        and isinstance(value, bool))
+        if not ok:
+            raise ValueError(f"{exp.id}: parameter {name}={value!r} must be a {kind} like its "
+                             f"default ({defaults[name]!r})")
 
 
 def run_notebook(exp: Experiment, scale: str, params: Mapping[str, Any], *,
@@ -84,12 +137,9 @@ def run_notebook(exp: Experiment, scale: str, params: Mapping[str, Any], *,
     """Execute ``exp``'s notebook at ``scale`` with ``params`` into its run directory."""
     import papermill as pm
 
-    known = notebook_parameters(exp)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise ValueError(f"{exp.id} has no parameter(s) {unknown}; its parameters are {sorted(known)}")
-    run_dir = Path(root) / exp.id / (name or run_name(scale, params))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_parameters(exp, params)
+    run_dir = run_dir_for(root, exp.id, name or run_name(scale, params))  # validated first,
+    run_dir.mkdir(parents=True, exist_ok=True)                            # created after
     parameters = {**params, "scale": scale, "run_dir": str(run_dir.resolve())}
     write_record(run_dir, experiment=exp.id, scale=scale, parameters=parameters, status="running")
     start = time.perf_counter()
@@ -135,6 +185,9 @@ def run_many(ids: Sequence[str], scale: str, grid: Mapping[str, Sequence[Any]] |
             job = (e, {k: v for k, v in c.items() if k in declared[e.id]})
             if job not in jobs:
                 jobs.append(job)
+    for exp, combo in jobs:  # every job's parameters and folder before the first one starts
+        check_parameters(exp, combo)
+        run_dir_for(root, exp.id, name or run_name(scale, combo))
     outcomes = []
     bar = tqdm(jobs, desc=f"run {scale}", disable=not progress)
     for exp, combo in bar:

@@ -14,6 +14,7 @@ Every file is written atomically, so an interrupted run never leaves a half-writ
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -33,11 +34,43 @@ RUNS_ROOT = Path(os.environ.get("MAML_PROBE_RUNS", Path(__file__).resolve().pare
 RESULT_COLUMNS = ["table", "dataset", "method", "accuracy", "ci95", "n"]
 
 
+#: Longest run folder name; longer names keep a prefix and a hash of the whole name.
+MAX_NAME = 120
+
+
 def run_name(scale: str, params: Mapping[str, Any]) -> str:
-    """Deterministic name of a run from its scale and parameters (rerunning resumes it)."""
+    """Deterministic name of a run from its scale and parameters (rerunning resumes it).
+
+    Characters other than letters, digits and ``-_=.,`` become ``_`` (no path separators), a
+    leading dot is escaped, and a name over :data:`MAX_NAME` characters keeps its start plus a
+    hash of the whole, so two long parameter values never share a folder.
+    """
     parts = [scale] + [f"{k}={v}" for k, v in sorted(params.items()) if k not in ("scale", "run_dir")]
-    name = "-".join(str(p) for p in parts)
-    return "".join(c if c.isalnum() or c in "-_=.," else "_" for c in name)[:120]
+    name = "".join(c if c.isalnum() or c in "-_=.," else "_" for c in "-".join(map(str, parts)))
+    if name.startswith("."):
+        name = "_" + name[1:]
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[:MAX_NAME - 11]}-{digest}"
+    return name
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is a safe single folder name (what ``--name`` may be), else ``ValueError``."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or name.startswith(".") \
+            or any(not (c.isalnum() or c in "-_=.,") for c in name):
+        raise ValueError(f"run name {name!r} must be 1-{MAX_NAME} letters, digits or '-_=.,', "
+                         f"not starting with '.' (it names one folder under runs/<experiment>/)")
+    return name
+
+
+def run_dir_for(root: str | os.PathLike, experiment: str, name: str) -> Path:
+    """``root/experiment/name``, refused unless it stays inside ``root/experiment``."""
+    base = (Path(root) / experiment).resolve()
+    target = (base / check_run_name(name)).resolve()
+    if target.parent != base:
+        raise ValueError(f"run folder {target} would leave {base}")
+    return target
 
 
 def git_commit(repo: Path | None = None) -> str | None:

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from . import cache as cache_mod
 from .dataset import FewShotDataset, from_numpy
-from .errors import corrupt_source, missing_dataset
+from .errors import IntegrityError, corrupt_source, missing_dataset
+from .safe_pickle import UnsafePickleError, safe_loads
 from .locations import SPLITS, cache_dir as default_cache_dir, candidate_dirs, check_choice
 
 ARCHIVE = "cifar-100-python.tar.gz"
@@ -68,10 +69,15 @@ def find_source(root: str | os.PathLike | None = None) -> Path:
 
 
 def _unpickle(raw: bytes, where: Path) -> dict[str, Any]:
+    """One part of the archive, through the restricted unpickler (a pickle can run code)."""
     try:
-        obj = pickle.loads(raw, encoding="bytes")
+        obj = safe_loads(raw, source=where, encoding="bytes")
+    except UnsafePickleError as exc:
+        raise IntegrityError(f"{exc} Nothing was cached.") from None
     except (pickle.UnpicklingError, EOFError, ValueError) as exc:
         raise corrupt_source(where, "cifarfs", exc) from exc
+    if not isinstance(obj, dict):
+        raise corrupt_source(where, "cifarfs", f"expected a dict, got {type(obj).__name__}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 

@@ -4,7 +4,8 @@ Sources, searched in ``<data dir>/mini-imagenet`` then in the data directory its
 
 * ``mini-imagenet-cache-{split}.pkl``: the widely shared pickle caches, a dict with
   ``'image_data'`` uint8 ``[N, 84, 84, 3]`` and ``'class_dict'`` ``{wnid: [indices]}``
-  (pickles run code when loaded: only use files you trust);
+  (read through :mod:`~maml_probe.data.safe_pickle`: numpy arrays and plain containers only,
+  so a crafted pickle cannot run code);
 * ``{split}.csv`` + ``images/``: the Ravi & Larochelle layout, csv rows ``filename,label``,
   images ``images/<filename>`` (84x84 RGB JPEGs from their script).
 
@@ -31,7 +32,8 @@ from tqdm.auto import tqdm
 
 from . import cache as cache_mod
 from .dataset import FewShotDataset, from_numpy
-from .errors import corrupt_source, missing_dataset
+from .errors import IntegrityError, corrupt_source, missing_dataset
+from .safe_pickle import UnsafePickleError, safe_load
 from .locations import SPLITS, cache_dir as default_cache_dir, candidate_dirs, check_choice
 
 SOURCES = ("auto", "pickle", "csv")
@@ -119,13 +121,14 @@ def _build_csv(table: Path, images_dir: Path, classes_limit: int | None, image_s
 
 
 def _load_pickle(path: Path) -> dict[str, Any]:
+    """The cache's dict, through the restricted unpickler (a pickle can run code)."""
     try:
-        with open(path, "rb") as f:
-            try:
-                obj = pickle.load(f)
-            except UnicodeDecodeError:  # Python 2 pickle with numpy arrays
-                f.seek(0)
-                obj = pickle.load(f, encoding="latin1")
+        try:
+            obj = safe_load(path)
+        except UnicodeDecodeError:  # Python 2 pickle with numpy arrays
+            obj = safe_load(path, encoding="latin1")
+    except UnsafePickleError as exc:
+        raise IntegrityError(f"{exc} Nothing was cached.") from None
     except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as exc:
         raise corrupt_source(path, "miniimagenet", exc) from exc
     if not isinstance(obj, dict):
