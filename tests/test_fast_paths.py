@@ -246,7 +246,8 @@ def test_malloc_tuning_is_once_per_process_and_can_be_disabled(monkeypatch):
         malloc_state.update(done=False, applied=False)
         monkeypatch.setenv("MAML_PROBE_MALLOC", "0")
         assert tune_malloc() is False and fast.malloc_tuned() is False
-        assert tune_malloc() is False  # decided once
+        monkeypatch.setenv("MAML_PROBE_MALLOC", "1")
+        assert tune_malloc() is False  # decided once: turning it on later changes nothing
         malloc_state.update(done=False, applied=False)
         monkeypatch.setenv("MAML_PROBE_MALLOC", "1")
         applied = tune_malloc()
