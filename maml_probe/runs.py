@@ -38,6 +38,11 @@ RESULT_COLUMNS = ["table", "dataset", "method", "accuracy", "ci95", "n"]
 MAX_NAME = 120
 
 
+def _safe(c: str) -> bool:
+    """Characters a run folder name may hold: letters, digits and ``-_=.,``."""
+    return c.isalnum() or c in "-_=.,"
+
+
 def run_name(scale: str, params: Mapping[str, Any]) -> str:
     """Deterministic name of a run from its scale and parameters (rerunning resumes it).
 
@@ -46,7 +51,7 @@ def run_name(scale: str, params: Mapping[str, Any]) -> str:
     hash of the whole, so two long parameter values never share a folder.
     """
     parts = [scale] + [f"{k}={v}" for k, v in sorted(params.items()) if k not in ("scale", "run_dir")]
-    name = "".join(c if c.isalnum() or c in "-_=.," else "_" for c in "-".join(map(str, parts)))
+    name = "".join(c if _safe(c) else "_" for c in "-".join(map(str, parts)))
     if name.startswith("."):
         name = "_" + name[1:]
     if len(name) > MAX_NAME:
@@ -58,7 +63,7 @@ def run_name(scale: str, params: Mapping[str, Any]) -> str:
 def check_run_name(name: str) -> str:
     """``name`` if it is a safe single folder name (what ``--name`` may be), else ``ValueError``."""
     if not isinstance(name, str) or not name or len(name) > MAX_NAME or name.startswith(".") \
-            or any(not (c.isalnum() or c in "-_=.,") for c in name):
+            or not all(map(_safe, name)):
         raise ValueError(f"run name {name!r} must be 1-{MAX_NAME} letters, digits or '-_=.,', "
                          f"not starting with '.' (it names one folder under runs/<experiment>/)")
     return name
