@@ -11,9 +11,9 @@ How it measures (so that ratios mean something on a shared, loaded machine):
 
 * every engine runs in its **own fresh subprocess** (ours in this interpreter, learn2learn in the
   interpreter built by ``benchmarks/build_learn2learn.sh``), all loading the *same* initial
-  weights and the *same* meta-batch from one file; learn2learn's worker rebuilds the model as a
-  plain ``nn.Module`` with the same architecture and parameter names (``load_state_dict(strict)``
-  checks it) - see ``benchmarks/l2l_worker.py``;
+  weights and the *same* meta-batch from one file; learn2learn's worker builds the same
+  ``maml_probe.models.ConvNet``, imported from the checkout (it needs only torch) - see
+  ``benchmarks/l2l_worker.py``;
 * the workers are stepped **round-robin**: repeat ``r`` of every engine runs back to back, so a
   load spike hits all of them; ``--warmup`` rounds are discarded; we report min and median;
 * **peak memory** is the growth of the process's resident set: ``VmHWM`` (peak RSS, from
@@ -151,6 +151,8 @@ def ours_worker(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        fast.tune_malloc()  # what a training run of ours does at start (TrainConfig.tune_malloc)
     payload = torch.load(args.payload, weights_only=False)
     spec = payload["spec"]
     net = ConvNet(spec["variant"], spec["depth"], spec["ways"])
@@ -296,7 +298,7 @@ def make_payload(s: Setting, path: Path) -> int:
     sys.path.insert(0, str(REPO))
     import torch
 
-    from maml_probe.models import VARIANTS, ConvNet
+    from maml_probe.models import ConvNet
     torch.manual_seed(0)
     net = ConvNet(s.variant, s.depth, s.ways)
     g = torch.Generator().manual_seed(1)
@@ -304,9 +306,8 @@ def make_payload(s: Setting, path: Path) -> int:
     ns, nq = s.ways * s.shots, s.ways * s.queries
     payload = {
         "spec": {"variant": s.variant, "depth": s.depth, "ways": s.ways, "steps": s.steps,
-                 "alpha": s.alpha, "alphas": dict(s.alphas), "in_channels": shape[0],
-                 "filters": net.blocks[0].conv.out_channels, "pool": VARIANTS[s.variant]["pool"],
-                 "feature_size": net.feature_size},
+                 "alpha": s.alpha, "alphas": dict(s.alphas),
+                 "filters": net.blocks[0].conv.out_channels},
         "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
         "support_x": torch.randn(s.tasks, ns, *shape, generator=g),
         "support_y": (torch.arange(ns) % s.ways).repeat(s.tasks, 1),

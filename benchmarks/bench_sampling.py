@@ -142,9 +142,9 @@ def meta_step_fn(batch: TaskBatch, device: torch.device) -> tuple[Callable[[], N
         return step, "maml_probe.maml.meta_backward + models.build_model('cnn', variant='omniglot')"
     except ImportError:
         pass
+    import torch.nn.functional as F
     from torch import nn
     from torch.func import functional_call
-    import torch.nn.functional as F
 
     def block(i: int, o: int) -> nn.Module:
         return nn.Sequential(nn.Conv2d(i, o, 3, 2, 1), nn.BatchNorm2d(o, track_running_stats=False), nn.ReLU())
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             omni_batch = sampler.sample(TASKS, torch.Generator().manual_seed(1))
             omni_median = (statistics.median(vec), statistics.median(nai))
 
-    print(f"\n| dataset | sampler | min ms / meta-batch | median ms | tasks / s (median) | speed-up |")
+    print("\n| dataset | sampler | min ms / meta-batch | median ms | tasks / s (median) | speed-up |")
     print("|---|---|---:|---:|---:|---:|")
     for i, (label, name, t) in enumerate(rows):
         med = statistics.median(t)

@@ -1,16 +1,16 @@
 """learn2learn 0.2.0 MAML meta-step worker for benchmarks/bench_maml.py (runs in the l2l venv).
 
-Self-contained (torch + learn2learn only; maml_probe is not importable there). It rebuilds the
-model as a plain ``nn.Module`` with the *same* architecture and parameter names as
-``maml_probe.models.ConvNet`` (conv3x3 -> BatchNorm(batch statistics) -> ReLU blocks, stride-2
-convs, mean over H, W, linear head), loads the very same initial weights and meta-batch that the
-harness saved, and times learn2learn's documented meta-training loop (``maml.clone()``,
-``learner.adapt(loss)`` per inner step, per-task ``(query_loss / T).backward()``; the pattern of
-learn2learn's ``examples/vision/maml_omniglot.py``).
+Needs torch and learn2learn only: the model is ``maml_probe.models.ConvNet`` itself, imported
+from this checkout's source (:mod:`maml_probe.models` needs nothing but torch, so the package
+does not have to be installed in the l2l venv). The worker builds it from the saved spec, loads
+the very same initial weights and meta-batch that the harness saved (``load_state_dict(strict)``),
+and times learn2learn's documented meta-training loop (``maml.clone()``, ``learner.adapt(loss)``
+per inner step, per-task ``(query_loss / T).backward()``; the pattern of learn2learn's
+``examples/vision/maml_omniglot.py``).
 
 Protocol (shared with bench_maml.py's own worker): one JSON object per line on stdin,
 ``{"cmd": "step"}`` -> ``{"seconds": t}``, ``{"cmd": "memory"}`` -> peak/baseline RSS,
-``{"cmd": "quit"}``. ``--check`` only imports learn2learn and reports its version.
+``{"cmd": "quit"}``. ``--check`` only imports learn2learn and the model and reports versions.
 
 learn2learn's top-level ``__init__`` also imports its dataset modules (torchvision, gym, ...);
 PyPI's torchvision wheels are CUDA builds that do not load against a CPU torch, so
@@ -25,6 +25,7 @@ import json
 import sys
 import time
 import types
+from pathlib import Path
 
 
 def import_l2l(src: str | None = None):
@@ -74,42 +75,25 @@ def rss_kib() -> tuple[int, int]:
     return out.get("VmRSS", 0), out.get("VmHWM", 0)
 
 
+def convnet_class() -> type:
+    """``maml_probe.models.ConvNet``, imported from this checkout's source (torch is all it needs)."""
+    repo = str(Path(__file__).resolve().parents[1])
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    from maml_probe.models.cnn import ConvNet
+    return ConvNet
+
+
 def build_convnet(spec: dict):
-    """An ``nn.Module`` equal to maml_probe's ConvNet (same parameter names, shapes and forward)."""
-    import torch.nn.functional as F
-    from torch import nn
+    """maml_probe's ``ConvNet`` for ``spec`` (variant, depth, ways, filters).
 
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride, pool):
-            super().__init__()
-            self.conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
-            self.bn = nn.BatchNorm2d(cout, track_running_stats=False)
-            self.pool = pool
+    Args:
+        spec: the ``"spec"`` entry of the harness's payload.
 
-        def forward(self, x):
-            x = F.relu(self.bn(self.conv(x)))
-            return F.max_pool2d(x, 2) if self.pool else x
-
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            ch = [spec["in_channels"]] + [spec["filters"]] * spec["depth"]
-            stride = 1 if spec["pool"] else 2
-            self.blocks = nn.Sequential(*[Block(a, b, stride, spec["pool"])
-                                          for a, b in zip(ch[:-1], ch[1:])])
-            self.fc = nn.Linear(spec["feature_size"], spec["ways"])
-
-        def forward(self, x):
-            h = self.blocks(x)
-            if spec["pool"]:
-                if h.shape[-1] != 5:
-                    h = F.adaptive_max_pool2d(h, 5)
-                h = h.flatten(1)
-            else:
-                h = h.mean(dim=(2, 3))
-            return self.fc(h)
-
-    return Net()
+    Returns:
+        A freshly initialised ``ConvNet`` (load the payload's weights into it).
+    """
+    return convnet_class()(spec["variant"], spec["depth"], spec["ways"], filters=spec["filters"])
 
 
 def main() -> None:
@@ -124,14 +108,15 @@ def main() -> None:
     args = ap.parse_args()
     MAML, version, how = import_l2l(args.l2l_src)
     import torch
-    if args.check:
-        print(json.dumps({"learn2learn": version, "torch": torch.__version__, "import": how}))
+    if args.check:  # the model must import too: a worker that cannot build it is no baseline
+        model = f"{convnet_class().__module__}.ConvNet"
+        print(json.dumps({"learn2learn": version, "torch": torch.__version__, "import": how,
+                          "model": model}))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
     malloc = False
     if args.malloc:  # the same thresholds as maml_probe's CPU auto path, loaded by file path
-        from pathlib import Path
         path = Path(__file__).resolve().parents[1] / "maml_probe" / "fast" / "allocator.py"
         spec = importlib.util.spec_from_file_location("_maml_probe_allocator", path)
         alloc = importlib.util.module_from_spec(spec)

@@ -34,10 +34,11 @@ INPUT_SHAPES = {"omniglot": (1, 28, 28), "cifarfs": (3, 32, 32), "miniimagenet":
 
 def trainings() -> list[tuple[str, str, object]]:
     """``(experiment, label, TrainConfig)`` for every meta-training run at ``paper`` scale."""
+    from maml_probe.probes.sweeps import depth_configs, width_configs
+
     from maml_probe.experiments import e1_synthetic, e2_omniglot_linear, e7_meta_optimizers
     from maml_probe.experiments.e6_depth import ALPHA, RULE_OPTIONS
     from maml_probe.experiments.settings import image_config, method_label
-    from maml_probe.probes.sweeps import depth_configs, width_configs
 
     out: list[tuple[str, str, object]] = []
     out += [("E1", k, c) for k, c in e1_synthetic.configs("paper").items()]

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from bench_maml import KFC_KWARGS, SETTINGS  # noqa: E402
+
 from maml_probe import fast  # noqa: E402
 from maml_probe.maml import meta_backward  # noqa: E402
 from maml_probe.models import ConvNet  # noqa: E402

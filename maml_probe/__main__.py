@@ -1,3 +1,4 @@
+"""``python -m maml_probe``: the same command line as ``maml-probe`` (:mod:`maml_probe.cli`)."""
 import sys
 
 from .cli import main

@@ -20,12 +20,13 @@ import os
 import pickle
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .io import atomic_write
 
 FORMAT = "maml_probe.checkpoint/1"
 
@@ -72,19 +73,8 @@ def restore_rng_states(states: dict[str, Any], task_generator: torch.Generator |
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temp file in the same directory + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f), binary=True,
+                        sync=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
@@ -101,10 +91,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as exc:
-        refused = re.search(r"GLOBAL (\S+)", str(exc))
-        if trust or (refused is None and "global" not in str(exc).lower()):
-            raise ValueError(f"{path} is not a readable maml_probe checkpoint: {exc}") from exc
-        what = refused.group(1) if refused else "a Python global"
+        # a real reference names a dotted module path; damaged bytes can look like "GLOBAL x y"
+        refused = re.search(r"GLOBAL ([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+) was not an allowed",
+                            str(exc))
+        if trust or refused is None:
+            raise ValueError(f"{path} is not a readable maml_probe checkpoint (damaged or not a "
+                             f"checkpoint); delete it to train that model again") from None
+        what = refused.group(1)
         raise ValueError(
             f"{path} refers to {what}, not only to tensors and plain data, so it was not loaded "
             f"(unpickling it could run code). If it is a checkpoint you wrote yourself with an "

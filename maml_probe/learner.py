@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Mapping
 
 from torch import nn
 
@@ -10,9 +10,32 @@ from .models import build_model, layer_of
 from .rules import make_rule
 from .rules.base import UpdateRule
 
-INPUT_SHAPES: dict[str, tuple[int, ...]] = {
-    "omniglot": (1, 28, 28), "cifarfs": (3, 32, 32), "miniimagenet": (3, 84, 84),
-}
+
+def _image_shapes() -> dict[str, tuple[int, ...]]:
+    from .data.registry import dataset_specs  # on use: synthetic runs load no image code
+
+    return {spec.name: spec.input_shape for spec in dataset_specs(on_disk=True)}
+
+
+class _InputShapes(Mapping[str, tuple[int, ...]]):
+    """``(C, H, W)`` of every image dataset, read from its spec in the dataset registry."""
+
+    def __getitem__(self, name: str) -> tuple[int, ...]:
+        return _image_shapes()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_image_shapes())
+
+    def __len__(self) -> int:
+        return len(_image_shapes())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+#: Input shape of each image dataset (``input_shape`` of its ``DatasetSpec``), e.g.
+#: ``INPUT_SHAPES["omniglot"] == (1, 28, 28)``; datasets registered later appear at once.
+INPUT_SHAPES: Mapping[str, tuple[int, ...]] = _InputShapes()
 
 
 class MetaLearner(nn.Module):

@@ -1,7 +1,7 @@
 """The functional MAML engine: inner-loop adaptation and meta-gradients over parameter dicts.
 
-Inner loop (Finn et al., 2017, generalised by Algorithm 1 of the paper). For a task ``T`` with
-support set ``(x, y)``, starting from the meta-learned ``theta_0`` and ``xi_0``::
+Inner loop (Finn et al., 2017, generalised by Algorithm 1 and Eq. 3-4 of the paper). For a task
+``T`` with support set ``(x, y)``, starting from the meta-learned ``theta_0`` and ``xi_0``::
 
     g_t         = grad_theta L_T(theta_t)                    (masked: frozen entries keep theta_0)
     xi_{t+1}    = xi_t - alpha * grad_xi L_T(theta_t)        (only rules with ``adapts``; 0 at t = 0)
@@ -14,7 +14,8 @@ respect to ``(theta_0, xi_0)`` flows through every inner step (second order) unl
 Everything is a pure function of dicts of tensors: the model is run with
 ``torch.func.functional_call(model, params, x)`` and the rule with
 ``functional_call(rule, xi, grads)``, so probes can hand in modified parameters without
-touching the module.
+touching the module. The steps themselves are :func:`maml_probe.inner.adapt`, the one inner
+loop that the stacked engine runs too.
 
 :func:`meta_backward` (what training calls) dispatches to a fast path per device
 (:mod:`maml_probe.fast`: the tasks of a meta-batch stacked through grouped convolutions and
@@ -33,12 +34,11 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from . import fast as _fast
+from . import inner
+from .inner import Forward, LossFn, Params, check_steps
 from .losses import accuracy, task_loss
-from .rules.base import SGD, UpdateRule, check_positive
+from .rules.base import UpdateRule
 from .tasks.base import TaskBatch
-
-Params = dict[str, Tensor]
-LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass
@@ -50,9 +50,19 @@ class Adapted:
     support_losses: list[float]
 
 
-def check_steps(steps: int) -> None:
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+def functional_forward(model: nn.Module) -> Forward:
+    """``(params, x) -> functional_call(model, params, (x,))``: ``model`` run on given parameters.
+
+    Args:
+        model: the module whose ``forward`` is run.
+
+    Returns:
+        The :data:`~maml_probe.inner.Forward` of one task.
+    """
+    def forward(params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(model, params, (x,))
+
+    return forward
 
 
 def adapt(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor, *,
@@ -61,50 +71,31 @@ def adapt(model: nn.Module, params: Mapping[str, Tensor], x: Tensor, y: Tensor, 
           create_graph: bool = True, loss_fn: LossFn = task_loss) -> Adapted:
     """Adapt ``params`` to one task's support set ``(x, y)`` with ``steps`` steps of ``rule``.
 
-    ``adapt_mask`` names the parameters that adapt (``None``: all). ``create_graph=False`` is for
-    evaluation: the result is detached from ``params`` and ``rule_params`` and no meta-gradient
-    can flow, which keeps memory flat in ``steps``.
+    ``theta_{t+1} = theta_t - U_{xi_{t+1}}(grad_theta L_T(theta_t))``, with ``xi`` stepping too
+    for rules that adapt it (Algorithm 1; :func:`maml_probe.inner.adapt` on the model's
+    functional forward).
+
+    Args:
+        model: the model; only its ``forward`` is used, never its own parameters.
+        params: ``theta_0`` by parameter name.
+        x: support inputs ``[N, *input_shape]``.
+        y: support labels ``[N]``.
+        steps: number of inner steps.
+        rule: the update rule ``U_xi``.
+        rule_params: ``xi_0`` by name (default: the rule's own parameters).
+        adapt_mask: names of the parameters that adapt (``None``: all).
+        first_order: treat inner gradients as constants (FOMAML).
+        create_graph: ``False`` for evaluation: the result is detached from ``params`` and
+            ``rule_params`` and no meta-gradient can flow, which keeps memory flat in ``steps``.
+        loss_fn: the task loss ``(logits, labels) -> 0-dim loss``.
+
+    Returns:
+        :class:`Adapted`: ``theta_T``, ``xi_T`` and the support loss before each step.
     """
-    check_steps(steps)
-    params = dict(params)
-    rule_params = dict(rule_params) if rule_params is not None else dict(rule.named_parameters())
-    names = [k for k in params if adapt_mask is None or k in adapt_mask]
-    xi_names = list(rule_params) if rule.adapts else []
-    higher = create_graph and not first_order
-    if not create_graph:
-        # Evaluation: fresh leaves, so gradients exist without a graph back to the meta-parameters.
-        params = {k: (v.detach().requires_grad_(k in names)) for k, v in params.items()}
-        rule_params = {k: v.detach().requires_grad_(k in xi_names) for k, v in rule_params.items()}
-    losses: list[float] = []
-    for t in range(steps):
-        loss = loss_fn(functional_call(model, params, (x,)), y)
-        losses.append(float(loss.detach()))
-        adapt_xi = bool(xi_names) and t > 0
-        inputs = [params[k] for k in names] + ([rule_params[k] for k in xi_names] if adapt_xi else [])
-        if not inputs:  # everything frozen: nothing adapts, the step is the identity
-            continue
-        # retain_graph: in first-order training the xi-gradient (t > 0) runs back through the
-        # rule's previous update, which the meta-gradient needs again later.
-        grads = torch.autograd.grad(loss, inputs, create_graph=higher,
-                                    retain_graph=higher or (create_graph and adapt_xi),
-                                    allow_unused=True, materialize_grads=True)
-        g_theta = dict(zip(names, grads[:len(names)]))
-        if adapt_xi:
-            g_xi = grads[len(names):]
-            rule_params = {**rule_params, **{k: rule_params[k] - rule.alpha * g
-                                              for k, g in zip(xi_names, g_xi)}}
-            if not create_graph:
-                rule_params = {k: v.detach().requires_grad_(k in xi_names)
-                               for k, v in rule_params.items()}
-        updates = functional_call(rule, rule_params, (g_theta,)) if rule_params else rule(g_theta)
-        if create_graph:
-            new = {k: params[k] - updates[k] for k in names}
-        else:
-            # One step deep: theta_{t+1} depends on xi_{t+1} only (what the next xi-gradient needs).
-            new = {k: params[k].detach() - updates[k] for k in names}
-            new = {k: v if v.requires_grad else v.requires_grad_(True) for k, v in new.items()}
-        params = {**params, **new}
-    return Adapted(params, rule_params, losses)
+    a = inner.adapt(functional_forward(model), rule, params, x, y, steps=steps,
+                    rule_params=rule_params, adapt_mask=adapt_mask, first_order=first_order,
+                    create_graph=create_graph, loss_fn=loss_fn)
+    return Adapted(a.params, a.rule_params, [float(v) for v in a.support_losses])
 
 
 def task_losses(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: int,
@@ -116,6 +107,21 @@ def task_losses(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps: 
 
     Tasks are processed one after another; for memory-lean meta-gradients use
     :func:`meta_backward`, which back-propagates each task as soon as its loss is known.
+
+    Args:
+        model: the model.
+        rule: the update rule ``U_xi``.
+        batch: the meta-batch.
+        steps: inner steps per task.
+        params: ``theta_0`` (default: the model's parameters).
+        rule_params: ``xi_0`` (default: the rule's parameters).
+        adapt_mask: names of the parameters that adapt (``None``: all).
+        first_order: treat inner gradients as constants (FOMAML).
+        loss_fn: the task loss.
+
+    Returns:
+        The query loss ``L_T(theta_T)`` of every task (a list of 0-dim tensors with graphs back
+        to ``params`` and ``rule_params``) and their query accuracies (``[T]``).
     """
     params = dict(model.named_parameters()) if params is None else params
     losses, accs = [], []
@@ -135,24 +141,37 @@ def meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, steps
                   precision: str | None = None) -> tuple[float, float]:
     """Accumulate the meta-gradient of the mean query loss into ``.grad`` of model and rule.
 
-    ``d/d(theta_0, xi_0) (1/B) sum_T L_T^query(theta_T)``. Returns (mean loss, mean accuracy).
+    ``d/d(theta_0, xi_0) (1/B) sum_T L_T^query(theta_T)`` (Algorithm 1, lines 11-13, before the
+    optimiser step), added to ``.grad`` as ``.backward()`` would.
 
     ``impl`` picks the engine (:mod:`maml_probe.fast`): ``"loop"`` is the reference below (one
     task at a time; each task's graph is freed right after its backward pass, so peak memory is
     that of one task); ``"batched"`` runs the tasks through one stacked pass (same gradients);
     ``"graph"`` replays that stacked pass as a recorded CUDA graph; ``"auto"`` (default, or the
     ``MAML_PROBE_IMPL`` environment variable) picks per device and uses the loop for whatever the
-    batched engine does not support. ``precision`` (``"fp32"`` or ``"tf32"``; default
-    ``MAML_PROBE_CUDA_PRECISION`` or ``"fp32"``) sets float32 arithmetic on CUDA
-    (:mod:`maml_probe.fast.precision`).
+    batched engine does not support.
+
+    Args:
+        model: the model; its parameters are ``theta_0``.
+        rule: the update rule; its parameters are ``xi_0``.
+        batch: the meta-batch of ``B`` tasks.
+        steps: inner steps per task.
+        adapt_mask: names of the parameters that adapt (``None``: all).
+        first_order: treat inner gradients as constants (FOMAML).
+        loss_fn: the task loss (a custom one runs on the reference loop).
+        impl: ``"auto"``, ``"loop"``, ``"batched"`` or ``"graph"`` (default:
+            ``MAML_PROBE_IMPL`` or ``"auto"``).
+        precision: float32 arithmetic on CUDA, ``"fp32"`` or ``"tf32"`` (default:
+            ``MAML_PROBE_CUDA_PRECISION`` or ``"fp32"``; :mod:`maml_probe.fast.precision`).
+
+    Returns:
+        (mean query loss, mean query accuracy) over the meta-batch.
     """
     check_steps(steps)
     device = _device_of(model, batch)
     choice = _fast.choose_impl(model, rule, device, loss_fn=loss_fn, impl=impl,
                                support_size=batch.support_x.shape[1], steps=steps,
                                tasks=len(batch))
-    if device.type == "cpu":
-        _fast.tune_malloc()  # once per process; MAML_PROBE_MALLOC=0 turns it off
     mode = _fast.resolve_precision(precision)
     if choice.impl == "graph":
         return _fast.graphed_meta_backward(model, rule, batch, steps=steps, adapt_mask=adapt_mask,
@@ -203,9 +222,23 @@ def evaluate_batch(model: nn.Module, rule: UpdateRule, batch: TaskBatch, *, step
                    loss_fn: LossFn = task_loss) -> tuple[Tensor, Tensor]:
     """Pre- and post-adaptation query accuracy of each task, as two ``[T]`` tensors.
 
-    ``post_transform`` (optional) edits the adapted parameters before the query pass (the
-    probes' post-adaptation scaling, noise and pruning). On CUDA, float32 runs at the
+    Adaptation runs graph-free (``create_graph=False``). On CUDA, float32 runs at the
     precision of :func:`meta_backward` (``MAML_PROBE_CUDA_PRECISION``).
+
+    Args:
+        model: the model.
+        rule: the update rule.
+        batch: the tasks to score.
+        steps: inner steps per task.
+        params: ``theta_0`` (default: the model's parameters).
+        rule_params: ``xi_0`` (default: the rule's parameters).
+        adapt_mask: names of the parameters that adapt (``None``: all).
+        post_transform: edits the adapted parameters before the query pass (the probes'
+            post-adaptation scaling, noise and pruning).
+        loss_fn: the task loss of the inner loop.
+
+    Returns:
+        (accuracy before adaptation, accuracy after adaptation), each ``[T]``.
     """
     on_cuda = _device_of(model, batch).type == "cuda"
     with _fast.cuda_precision() if on_cuda else nullcontext():

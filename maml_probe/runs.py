@@ -10,32 +10,67 @@ A run directory holds
 - one subdirectory per trained model with its ``checkpoint.pt``,
 - ``record.json`` — parameters, package version, git commit, device, wall time, status.
 
-Every file is written atomically, so an interrupted run never leaves a half-written table.
+Every file is written atomically, so an interrupted run never leaves a half-written table. When
+the runner executes a notebook, :func:`finish` writes into a staging folder that the runner moves
+into place only when the notebook succeeded, so a failed rerun never replaces good outputs.
+
+A run's name comes from its scale and parameters, except where its data is read from
+(``data_root``, ``cache_dir``): moving the data, or handing ``runs/`` to a colleague whose data
+lives elsewhere, keeps the same folder.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from . import __version__
-from .experiments.common import write_csv_atomic, write_json_atomic
+from .io import RunDir, git_state, write_csv_atomic
 
-RUNS_ROOT = Path(os.environ.get("MAML_PROBE_RUNS", Path(__file__).resolve().parents[1] / "runs"))
+
+def project_dir(start: str | os.PathLike | None = None) -> Path:
+    """The project that runs belong to, found from the working directory (not the install).
+
+    Args:
+        start: where to look from (default: the working directory).
+
+    Returns:
+        The nearest folder at or above ``start`` holding a checkout (``pyproject.toml`` beside
+        ``maml_probe/``), else ``start`` itself: a second clone that uses the first one's
+        environment writes into its own ``runs/``.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "maml_probe").is_dir():
+            return folder
+    return here
+
+
+#: Your runs: ``$MAML_PROBE_RUNS``, else ``runs/`` of the project found from the working directory.
+RUNS_ROOT = Path(os.environ.get("MAML_PROBE_RUNS", project_dir() / "runs"))
+#: Reference results committed with the project: run folders in the same layout as ``runs/``
+#: (tables and ``record.json``, no checkpoints), so numbers outlive the machine that made them.
+RESULTS_ROOT = Path(os.environ.get("MAML_PROBE_RESULTS", project_dir() / "results"))
 RESULT_COLUMNS = ["table", "dataset", "method", "accuracy", "ci95", "n"]
 
 
 #: Longest run folder name; longer names keep a prefix and a hash of the whole name.
 MAX_NAME = 120
+#: Parameters that say where to read or write, not what is run: kept out of run names.
+LOCATION_PARAMS = ("scale", "run_dir", "data_root", "cache_dir")
+#: Environment variable through which the runner tells :func:`finish` where to stage outputs.
+STAGING_ENV = "MAML_PROBE_STAGING"
+#: Seconds between two heartbeats of a running run in its ``record.json``.
+HEARTBEAT_S = 30
+#: A ``running`` record without a heartbeat for this long belongs to a dead run.
+STALE_AFTER_S = 10 * 60
 
 
 def _safe(c: str) -> bool:
@@ -46,11 +81,19 @@ def _safe(c: str) -> bool:
 def run_name(scale: str, params: Mapping[str, Any]) -> str:
     """Deterministic name of a run from its scale and parameters (rerunning resumes it).
 
-    Characters other than letters, digits and ``-_=.,`` become ``_`` (no path separators), a
-    leading dot is escaped, and a name over :data:`MAX_NAME` characters keeps its start plus a
-    hash of the whole, so two long parameter values never share a folder.
+    Where the data is read from (:data:`LOCATION_PARAMS`) is not part of the name. Characters
+    other than letters, digits and ``-_=.,`` become ``_`` (no path separators), a leading dot is
+    escaped, and a name over :data:`MAX_NAME` characters keeps its start plus a hash of the
+    whole, so two long parameter values never share a folder.
+
+    Args:
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        params: the run's parameters.
+
+    Returns:
+        The folder name.
     """
-    parts = [scale] + [f"{k}={v}" for k, v in sorted(params.items()) if k not in ("scale", "run_dir")]
+    parts = [scale] + [f"{k}={v}" for k, v in sorted(params.items()) if k not in LOCATION_PARAMS]
     name = "".join(c if _safe(c) else "_" for c in "-".join(map(str, parts)))
     if name.startswith("."):
         name = "_" + name[1:]
@@ -79,16 +122,12 @@ def run_dir_for(root: str | os.PathLike, experiment: str, name: str) -> Path:
 
 
 def git_commit(repo: Path | None = None) -> str | None:
-    repo = repo or Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    """The commit of the package's checkout (``None`` outside a git checkout)."""
+    return git_state(repo)["git_commit"]
 
 
 def device_description(device: str | torch.device = "auto") -> str:
+    """A one-line description of ``device`` for records (GPU name, or CPU and core count)."""
     from .device import resolve_device
 
     dev = resolve_device(device)
@@ -98,16 +137,10 @@ def device_description(device: str | torch.device = "auto") -> str:
 
 
 def write_record(run_dir: str | os.PathLike, **fields: Any) -> Path:
-    """Write (or update) ``record.json`` with ``fields`` plus version, commit, torch and time."""
-    path = Path(run_dir) / "record.json"
-    record: dict[str, Any] = {}
-    if path.exists():
-        record = json.loads(path.read_text())
-    record.update({"package_version": __version__, "git_commit": git_commit(),
-                   "torch_version": torch.__version__, "python": platform.python_version(),
-                   "host": platform.node(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    record.update(fields)
-    return write_json_atomic(record, path)
+    """Merge ``fields`` and provenance into ``run_dir/record.json`` (see :class:`~maml_probe.io.RunDir`)."""
+    run = RunDir(run_dir)
+    run.update_record(**fields)
+    return run.record_path
 
 
 def save_results(run_dir: str | os.PathLike, results: pd.DataFrame,
@@ -123,16 +156,7 @@ def save_results(run_dir: str | os.PathLike, results: pd.DataFrame,
 
 def save_figure(run_dir: str | os.PathLike, name: str, fig) -> list[Path]:
     """Save a matplotlib figure as PNG and SVG under ``run_dir/figures`` (atomically)."""
-    out = []
-    folder = Path(run_dir) / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        final = folder / f"{name}.{ext}"
-        tmp = folder / f".{name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, final)
-        out.append(final)
-    return out
+    return RunDir(run_dir).save_figure(name, fig)
 
 
 def to_results(summary: pd.DataFrame, *, table: str, dataset: str, phase: str = "post") -> pd.DataFrame:
@@ -143,21 +167,69 @@ def to_results(summary: pd.DataFrame, *, table: str, dataset: str, phase: str = 
                          "accuracy": 100 * df["accuracy"], "ci95": 100 * df["ci95"], "n": df["n"]})
 
 
+def output_dir(run_dir: str | os.PathLike) -> Path:
+    """Where :func:`finish` writes the outputs of ``run_dir``.
+
+    The staging folder the runner prepared for this run (named by ``$MAML_PROBE_STAGING``, inside
+    ``run_dir``), else ``run_dir`` itself.
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        The folder to write tables and figures into.
+    """
+    staged = os.environ.get(STAGING_ENV)
+    if staged and Path(staged).resolve().parent == Path(run_dir).resolve():
+        return Path(staged)
+    return Path(run_dir)
+
+
+def run_state(record: Mapping[str, Any], now: float | None = None) -> str:
+    """The status of a run as it is now: a ``running`` record of a dead process reads ``dead``.
+
+    A run is dead when its process (``pid``) is gone on this machine, or, on another machine,
+    when its last heartbeat is older than :data:`STALE_AFTER_S`.
+
+    Args:
+        record: the run's ``record.json``.
+        now: the current time (seconds since the epoch; default: now).
+
+    Returns:
+        ``record["status"]`` (``unknown`` if absent), or ``dead``.
+    """
+    from .io import pid_alive
+
+    status = str(record.get("status", "unknown"))
+    if status != "running":
+        return status
+    if record.get("pid") and record.get("host") == platform.node():
+        return "running" if pid_alive(record["pid"]) else "dead"
+    beat = record.get("heartbeat") or record.get("updated")
+    try:
+        age = (now or time.time()) - datetime.strptime(beat, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except (TypeError, ValueError):
+        return "running"
+    return "dead" if age > STALE_AFTER_S else "running"
+
+
 def finish(run_dir: str | os.PathLike | None, out: Mapping[str, pd.DataFrame],
            figures: Mapping[str, Any] | None = None, device: str = "auto") -> None:
     """Save an experiment's outputs into its run directory (no-op without one).
 
-    ``out["results"]`` becomes ``results.csv``; every other DataFrame in ``out`` becomes
-    ``<name>.csv``; each figure is saved as PNG and SVG; ``record.json`` gets the device.
+    ``out["results"]`` becomes ``results.csv`` (checked against the report's columns); every
+    other DataFrame in ``out`` becomes ``<name>.csv``; each figure is saved as PNG and SVG.
+    ``record.json`` is not touched: the runner that started the run owns it
+    (:mod:`maml_probe.runner`). ``device`` is accepted for notebooks written before that.
+    Under the runner the files go to its staging folder first (:func:`output_dir`).
     """
     if run_dir is None:
         return
+    target = output_dir(run_dir)
     tables = {k: v for k, v in out.items() if k != "results" and isinstance(v, pd.DataFrame)}
     if "results" in out:
-        save_results(run_dir, out["results"], tables)
+        save_results(target, out["results"], tables)
     else:
-        for name, df in tables.items():
-            write_csv_atomic(df, Path(run_dir) / f"{name}.csv")
+        RunDir(target).save_tables(tables)
     for name, fig in (figures or {}).items():
-        save_figure(run_dir, name, fig)
-    write_record(run_dir, device=device_description(device))
+        save_figure(target, name, fig)

@@ -1,21 +1,23 @@
 """Meta-training: the outer loop over meta-batches, with evaluation, checkpoints and resume.
 
-Each iteration draws a meta-batch of ``meta_batch`` tasks, adapts to each with
-``steps`` inner steps (:mod:`maml_probe.maml`), and takes one step of the outer optimizer
+Each iteration (:func:`meta_step`) draws a meta-batch of ``meta_batch`` tasks, adapts to each
+with ``steps`` inner steps (:mod:`maml_probe.maml`), and takes one step of the outer optimizer
 (Adam or SGD) on the mean query loss, for the model's initial parameters and the update rule's
-parameters alike (Algorithm 1, lines 11-13).
+parameters alike (Algorithm 1, lines 11-13). :func:`meta_train` loops it with logging,
+evaluation and checkpoints; under ``torchrun`` the ranks share each meta-batch
+(:mod:`maml_probe.distributed`).
 
-Resuming is exact: the task generator, every RNG, the outer optimizer's state and the history
-live in the checkpoint, so a run killed and restarted ends with the same parameters, bit for
-bit, as one that ran through. A non-finite meta-loss (or meta-gradient) stops the run with
-:class:`NonFiniteLossError` *before* the outer step, leaving the last good checkpoint intact.
+Resuming is exact: the tasks of an iteration depend only on the seed and the iteration number,
+and every RNG, the outer optimizer's state and the history live in the checkpoint, so a run
+killed and restarted ends with the same parameters, bit for bit, as one that ran through. A
+non-finite meta-loss (or meta-gradient) stops the run with :class:`NonFiniteLossError`
+*before* the outer step, leaving the last good checkpoint intact.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +26,26 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import capture_rng_states, load_checkpoint, restore_rng_states, save_checkpoint
+from .config import DTYPES, OPTIMIZERS, TrainConfig, build_task_source, learner_from_config, load_learner
 from .device import resolve_device
-from .evaluation import evaluate
-from .learner import INPUT_SHAPES, MetaLearner, build_learner
+from .distributed import (
+    World,
+    all_reduce_gradients,
+    current_world,
+    evaluate_shared,
+    iteration_generator,
+    same_on_all,
+    share_of,
+)
+from .fast import tune_malloc
+from .learner import MetaLearner
 from .maml import meta_backward
-from .models import MODEL_NAMES
-from .rules import RULE_NAMES
 from .stats import summarize
 from .tasks.base import TaskSource
-from .tasks.synthetic import SyntheticBinaryTasks
 
-DATASETS = ("synthetic", "omniglot", "cifarfs", "miniimagenet")
-OPTIMIZERS = ("adam", "sgd")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+__all__ = ["DTYPES", "OPTIMIZERS", "NonFiniteLossError", "StepResult", "TrainConfig",
+           "TrainResult", "build_task_source", "learner_from_config", "load_learner", "meta_step",
+           "meta_train"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,107 +53,70 @@ class NonFiniteLossError(RuntimeError):
 
 
 @dataclass
-class TrainConfig:
-    """Everything that defines a meta-training run (saved in its checkpoint).
+class StepResult:
+    """One meta-batch: its mean query loss and accuracy after adaptation, and its wall time."""
 
-    ``dataset_kwargs`` go to the task source: for ``synthetic`` ``dim``, ``support`` and
-    ``query``; for image datasets ``root``, ``cache_dir`` and loader options. ``ways``,
-    ``shots`` and ``queries`` define image episodes (queries per class). ``alpha`` is the
-    adaptation (inner) rate, ``meta_lr`` the outer one. ``adapt_layers`` restricts adaptation to
-    some layers (``C1``.. ``FC``) or parameter names; ``None`` adapts everything.
+    loss: float
+    accuracy: float
+    seconds: float
+
+
+def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, source: TaskSource,
+              cfg: TrainConfig, iteration: int, *, mask: frozenset[str] | None = None,
+              world: World | None = None, checkpoint: Path | None = None) -> StepResult:
+    """One outer step (Algorithm 1, lines 3-13): sample, meta-gradient, all-reduce, update.
+
+    Draws the meta-batch of ``cfg.meta_batch`` tasks from a generator seeded by
+    ``(cfg.seed, iteration)`` (so the tasks do not depend on how many processes share them),
+    adapts to this rank's share with ``cfg.steps`` inner steps and back-propagates the mean query
+    loss into the ``.grad`` of the model's initial parameters and the rule's parameters
+    (:func:`maml_probe.maml.meta_backward` with ``cfg.engine``), averages the gradients over the
+    ranks (:mod:`maml_probe.distributed`), then applies ``optimizer``. Nothing is updated when the
+    loss or any gradient is not finite on any rank.
+
+    Args:
+        learner: the model and update rule being meta-trained.
+        optimizer: the outer optimizer over ``learner.parameters()``.
+        source: the training task sampler.
+        cfg: the run's configuration (meta-batch, steps, first-order, engine, seed).
+        iteration: 1-based number of this step (it seeds the step's tasks).
+        mask: parameter names that adapt (``None``: all).
+        world: the ranks sharing the meta-batch (default: the initialised process group, if any).
+        checkpoint: the run's checkpoint file, for the error message.
+
+    Returns:
+        The meta-batch's loss and accuracy (the same on every rank) and this step's wall time.
+
+    Raises:
+        NonFiniteLossError: the meta-loss or a meta-gradient is NaN or infinite.
     """
-
-    dataset: str = "synthetic"
-    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
-    model: str = "lr"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    rule: str = "maml"
-    rule_kwargs: dict[str, Any] = field(default_factory=dict)
-    steps: int = 1
-    eval_steps: int | None = None
-    alpha: float = 0.5
-    meta_lr: float = 0.01
-    outer_optimizer: str = "sgd"
-    meta_batch: int = 1
-    iterations: int = 1000
-    first_order: bool = False
-    adapt_layers: list[str] | None = None
-    eval_every: int = 0
-    eval_tasks: int = 100
-    eval_split: str = "val"
-    log_every: int = 10
-    checkpoint_every: int = 100
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "float32"
-
-    def validate(self) -> "TrainConfig":
-        """Raise ``ValueError`` naming the first bad field."""
-        def choice(name: str, allowed: tuple) -> None:
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-
-        choice("dataset", DATASETS)
-        choice("model", MODEL_NAMES)
-        choice("rule", RULE_NAMES)
-        choice("outer_optimizer", OPTIMIZERS)
-        choice("dtype", tuple(DTYPES))
-        choice("eval_split", ("train", "val", "test"))
-        for name in ("ways", "shots", "queries", "steps", "meta_batch", "iterations", "eval_tasks",
-                     "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.eval_steps is not None and (not isinstance(self.eval_steps, int) or self.eval_steps < 0):
-            raise ValueError(f"eval_steps must be a non-negative integer or None, got {self.eval_steps!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ValueError(f"eval_every must be a non-negative integer, got {self.eval_every!r}")
-        for name in ("alpha", "meta_lr"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not (0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        return self
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        """A copy with ``changes`` applied (unknown keys raise ``TypeError``)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def build_task_source(cfg: TrainConfig, split: str, device: torch.device | str = "cpu") -> TaskSource:
-    """The task source of ``split`` (``train``/``val``/``test``) for ``cfg``."""
-    dtype = DTYPES[cfg.dtype]
-    if cfg.dataset == "synthetic":
-        return SyntheticBinaryTasks(**cfg.dataset_kwargs, dtype=dtype, device=device)
-    from . import data  # imported lazily: image loading is not needed for synthetic runs
-
-    return data.build_task_source(cfg.dataset, split, cfg.ways, cfg.shots, cfg.queries,
-                                  device=device, **cfg.dataset_kwargs)
-
-
-def learner_from_config(cfg: TrainConfig) -> MetaLearner:
-    """A freshly initialised learner for ``cfg`` (initialisation uses the global torch RNG)."""
-    if cfg.dataset == "synthetic":
-        input_shape, outputs = (cfg.dataset_kwargs.get("dim", 100),), 1
-    else:
-        input_shape, outputs = INPUT_SHAPES[cfg.dataset], cfg.ways
-    return build_learner(cfg.model, cfg.rule, dataset=cfg.dataset, input_shape=input_shape,
-                         num_outputs=outputs, alpha=cfg.alpha, model_kwargs=cfg.model_kwargs,
-                         rule_kwargs=cfg.rule_kwargs)
-
-
-def load_learner(path: str | Path, device: str | torch.device = "cpu") -> tuple[MetaLearner, TrainConfig]:
-    """Rebuild the learner saved in checkpoint ``path`` and return it with its config."""
-    state = load_checkpoint(path, map_location="cpu")
-    cfg = TrainConfig(**state["config"])
-    learner = learner_from_config(cfg).to(DTYPES[cfg.dtype])
-    learner.load_state_dict(state["learner"])
-    return learner.to(resolve_device(device)), cfg
+    start = time.perf_counter()
+    world = world or current_world()
+    batch = source.sample(cfg.meta_batch, iteration_generator(cfg.seed + 1, iteration))
+    share = share_of(cfg.meta_batch, world)
+    if world.size > 1:
+        batch = batch.select(share)
+    optimizer.zero_grad(set_to_none=True)
+    loss, acc = meta_backward(learner.model, learner.rule, batch, steps=cfg.steps,
+                              adapt_mask=mask, first_order=cfg.first_order, impl=cfg.engine)
+    if world.size > 1:
+        weight = (share.stop - share.start) / cfg.meta_batch
+        loss, acc = all_reduce_gradients(learner.parameters(), weight, world,
+                                         torch.tensor([loss * weight, acc * weight],
+                                                      dtype=torch.float64)).tolist()
+    grads = [p.grad for p in learner.parameters() if p.grad is not None]
+    # one device-to-host read for all gradients (a GPU step would otherwise wait per tensor)
+    grads_finite = not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    if not (math.isfinite(loss) and grads_finite):
+        kept = (f"the last good checkpoint is kept at {checkpoint}"
+                if checkpoint is not None and checkpoint.exists() else
+                "no checkpoint had been written yet")
+        raise NonFiniteLossError(
+            f"meta-{'loss' if not math.isfinite(loss) else 'gradient'} became non-finite "
+            f"(loss={loss}) at iteration {iteration}; training stopped before the update and "
+            f"{kept}. Try a smaller alpha (now {cfg.alpha}) or meta_lr (now {cfg.meta_lr}).")
+    optimizer.step()
+    return StepResult(loss, acc, time.perf_counter() - start)
 
 
 def _outer_optimizer(cfg: TrainConfig, learner: MetaLearner) -> torch.optim.Optimizer:
@@ -164,24 +136,35 @@ class TrainResult:
     wall_time_s: float
 
 
-def _same_run(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Config fields that differ between a checkpoint and ``cfg`` (extending ``iterations`` is allowed)."""
-    now = cfg.to_dict()
-    return [k for k in now if k not in ("iterations", "device") and saved.get(k) != now[k]]
-
-
 def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = True,
                progress: bool = True, sources: dict[str, TaskSource] | None = None) -> TrainResult:
     """Meta-train per ``cfg``; with ``run_dir``, checkpoint to ``run_dir/checkpoint.pt`` and resume from it.
 
-    Returns the learner and a tidy history with columns ``iteration``, ``split``, ``phase``,
-    ``loss``, ``accuracy``, ``ci95``, ``seconds_per_iteration`` (``train`` rows are running means
-    over the logging window of the meta-batch query loss/accuracy after adaptation and of the
-    wall time per iteration, evaluation excluded; ``val``/``test`` rows come from :func:`evaluate`).
+    Loops :func:`meta_step` over the iterations. Under ``torchrun`` (an initialised process
+    group, :mod:`maml_probe.distributed`) every rank runs this function: the ranks share each
+    meta-batch and the periodic evaluation's tasks, resume from the same checkpoint, and rank 0
+    alone writes the checkpoint and shows progress.
+
+    Args:
+        cfg: the run's configuration.
+        run_dir: folder of ``checkpoint.pt`` (``None``: no checkpoints).
+        resume: continue from ``run_dir``'s checkpoint when there is one.
+        progress: show a progress bar (rank 0).
+        sources: task sources by split, to use instead of building them from ``cfg``.
+
+    Returns:
+        The learner and a tidy history with columns ``iteration``, ``split``, ``phase``,
+        ``loss``, ``accuracy``, ``ci95``, ``seconds_per_iteration`` (``train`` rows are running
+        means over the logging window of the meta-batch query loss/accuracy after adaptation and
+        of the wall time per iteration, evaluation excluded; ``val``/``test`` rows come from
+        :func:`~maml_probe.evaluation.evaluate`).
     """
     cfg.validate()
+    world = current_world()
     t0 = time.perf_counter()
     device, dtype = resolve_device(cfg.device), DTYPES[cfg.dtype]
+    if cfg.tune_malloc and device.type == "cpu":
+        tune_malloc()  # process-wide, once: the run asked for it (MAML_PROBE_MALLOC=0 vetoes)
     sources = sources or {}
     train_src = sources.get("train") or build_task_source(cfg, "train", device)
     eval_src = (sources.get(cfg.eval_split) or build_task_source(cfg, cfg.eval_split, device)
@@ -190,51 +173,42 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
     learner = learner_from_config(cfg).to(device=device, dtype=dtype)
     mask = learner.resolve_mask(cfg.adapt_layers)
     opt = _outer_optimizer(cfg, learner)
-    tasks = torch.Generator().manual_seed(cfg.seed + 1)
     history: list[dict[str, Any]] = []
     start = 0
     ckpt = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
     if ckpt is not None and resume and ckpt.exists():
         state = load_checkpoint(ckpt, map_location=device)
-        changed = _same_run(state["config"], cfg)
+        changed = cfg.differences(state["config"])
         if changed:
             raise ValueError(f"{ckpt} was written by a run with a different config (fields {changed}); "
                              f"use another run directory or resume=False")
         learner.load_state_dict(state["learner"])
         opt.load_state_dict(state["optimizer"])
-        restore_rng_states(state["rng"], tasks)
+        restore_rng_states(state["rng"])
         history, start = state["history"], state["iteration"]
+    if world.size > 1:  # every rank must resume from the same point (a shared run folder)
+        if not same_on_all(start, world):
+            raise RuntimeError(f"the ranks found different checkpoints in {ckpt} (rank "
+                               f"{world.rank} at iteration {start}); put the run folder on a file "
+                               f"system every rank shares")
 
     def checkpoint(iteration: int) -> None:
-        if ckpt is not None:
+        if ckpt is not None and world.is_main:
             save_checkpoint(ckpt, {"config": cfg.to_dict(), "iteration": iteration,
                                    "learner": learner.state_dict(), "optimizer": opt.state_dict(),
-                                   "rng": capture_rng_states(tasks), "history": history})
+                                   "rng": capture_rng_states(), "history": history})
 
     eval_steps = cfg.steps if cfg.eval_steps is None else cfg.eval_steps
     run_loss = run_acc = 0.0
     run_n = 0
     run_time = 0.0
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations,
-               desc=f"{cfg.model} w/ {cfg.rule}", disable=not progress)
+               desc=f"{cfg.model} w/ {cfg.rule}", disable=not (progress and world.is_main))
     for it in bar:
-        step_start = time.perf_counter()
-        batch = train_src.sample(cfg.meta_batch, tasks)
-        opt.zero_grad(set_to_none=True)
-        loss, acc = meta_backward(learner.model, learner.rule, batch, steps=cfg.steps,
-                                  adapt_mask=mask, first_order=cfg.first_order)
-        grads = [p.grad for p in learner.parameters() if p.grad is not None]
-        # one device-to-host read for all gradients (a GPU step would otherwise wait per tensor)
-        grads_finite = not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
-        if not (math.isfinite(loss) and grads_finite):
-            kept = f"the last good checkpoint is kept at {ckpt}" if ckpt and ckpt.exists() else \
-                "no checkpoint had been written yet"
-            raise NonFiniteLossError(
-                f"meta-{'loss' if not math.isfinite(loss) else 'gradient'} became non-finite "
-                f"(loss={loss}) at iteration {it + 1}; training stopped before the update and {kept}. "
-                f"Try a smaller alpha (now {cfg.alpha}) or meta_lr (now {cfg.meta_lr}).")
-        opt.step()
-        run_time += time.perf_counter() - step_start
+        step = meta_step(learner, opt, train_src, cfg, it + 1, mask=mask, world=world,
+                         checkpoint=ckpt)
+        loss, acc = step.loss, step.accuracy
+        run_time += step.seconds
         run_loss, run_acc, run_n = run_loss + loss, run_acc + acc, run_n + 1
         done = it + 1
         if done % cfg.log_every == 0 or done == cfg.iterations:
@@ -245,8 +219,8 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
             run_loss = run_acc = run_time = 0.0
             run_n = 0
         if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.iterations):
-            df = evaluate(learner, eval_src, steps=eval_steps, num_tasks=cfg.eval_tasks,
-                          seed=cfg.seed + 2, adapt_mask=mask)
+            df = evaluate_shared(learner, eval_src, world=world, steps=eval_steps,
+                                 num_tasks=cfg.eval_tasks, seed=cfg.seed + 2, adapt_mask=mask)
             for row in summarize(df, ["phase"]).to_dict("records"):
                 history.append({"iteration": done, "split": cfg.eval_split, "phase": row["phase"],
                                 "loss": math.nan, "accuracy": row["accuracy"], "ci95": row["ci95"]})
@@ -255,4 +229,6 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
     bar.close()
     if start >= cfg.iterations and ckpt is not None and not ckpt.exists():
         checkpoint(start)
+    if world.size > 1:  # the other ranks may read the checkpoint rank 0 has just written
+        torch.distributed.barrier()
     return TrainResult(learner, cfg, pd.DataFrame(history), ckpt, time.perf_counter() - t0)

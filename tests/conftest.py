@@ -8,6 +8,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+#: The paper's text (its tables are the truth tests/test_paper_tables.py checks paper.py against).
+SHARED_PAPER = REPO.parent / "shared" / "paper" / "decoupling-adaptation-meta-optimizers.txt"
 
 
 @pytest.fixture(autouse=True)

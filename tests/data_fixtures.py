@@ -154,6 +154,35 @@ def make_cifar100(dest: Path, as_tar: bool = True, **kw) -> Path:
     return path
 
 
+#: The official archives' character counts (964 background + 659 evaluation = 1623), so a
+#: generated copy splits with the loader's default ``split_sizes`` like the real one does.
+OMNIGLOT_FULL_COUNTS = {"images_background": 964, "images_evaluation": 659}
+
+
+def full_omniglot_layout(per_alphabet: int = 50) -> dict:
+    """An ``OMNIGLOT_LAYOUT`` with the real character counts, in alphabets of ``per_alphabet``."""
+    layout = {}
+    for top, total in OMNIGLOT_FULL_COUNTS.items():
+        sizes = [per_alphabet] * (total // per_alphabet) + ([total % per_alphabet] if total % per_alphabet else [])
+        layout[top] = {f"{top[7:].title()}_{i:02d}": n for i, n in enumerate(sizes)}
+    return layout
+
+
+def make_data_root(root: Path, *, omniglot_drawings: int = 4, mini_per_class: int = 4) -> Path:
+    """A data directory as a user would have it, every on-disk dataset generated in its format.
+
+    ``omniglot/`` holds the two official zips with all 1623 characters (``omniglot_drawings``
+    each: enough for smoke-scale episodes, so the default 1100/100/423 split applies);
+    ``mini-imagenet/`` the csv layout with 6/5/5 flat-colour classes; ``cifar-fs/`` the
+    CIFAR-100 archive that CIFAR-FS is cut from.
+    """
+    make_omniglot(root / "omniglot", full_omniglot_layout(), drawings=omniglot_drawings)
+    make_miniimagenet_csv(root / "mini-imagenet", {"train": 6, "val": 5, "test": 5},
+                          per_class=mini_per_class)
+    make_cifar100(root / "cifar-fs")
+    return root
+
+
 def truncated_copy(src: Path, dest: Path, fraction: float = 0.5) -> Path:
     """The first ``fraction`` of ``src``'s bytes, written to ``dest``."""
     data = src.read_bytes()

@@ -121,7 +121,7 @@ def test_replayed_training_follows_the_loop(rule_name):
             opts[impl].step()
     _assert_captured(twins["graph"][0])
     assert len(graphs.recordings(twins["graph"][0])) == 1
-    for (ka, a), (kb, b) in zip(twins["loop"][0].state_dict().items(),
+    for (ka, a), (_, b) in zip(twins["loop"][0].state_dict().items(),
                                 twins["graph"][0].state_dict().items()):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12, msg=ka)
 

@@ -75,6 +75,7 @@ def test_unwritable_cache_dir_warns_and_still_returns_data(tmp_path):
     with pytest.warns(UserWarning, match="MAML_PROBE_CACHE"):
         arr, meta = cache.cached_array(blocker / "cache", "k", [src], {}, build)
     assert arr.shape == (2, 3, 1, 2, 2) and not meta["cache_hit"]
+    assert meta["shape"] == [2, 3, 1, 2, 2] and meta["cached"] is False  # what `data prepare` prints
 
 
 def test_cache_key_depends_on_the_source_paths(tmp_path):

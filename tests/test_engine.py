@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from maml_probe.maml import adapt, evaluate_batch
-from maml_probe.models import ConvNet, LinNet
 from maml_probe.learner import resolve_mask
+from maml_probe.maml import adapt
+from maml_probe.models import ConvNet, LinNet
 from maml_probe.rules import SGD, make_rule
 
 
@@ -86,3 +86,22 @@ def test_fully_frozen_adaptation_is_identity_not_an_error():
     x, y = torch.randn(4, 4), torch.tensor([0, 1, 0, 1])
     a = adapt(net, params, x, y, steps=2, rule=SGD(0.1), adapt_mask=set())
     assert all(a.params[k] is params[k] for k in params) and len(a.support_losses) == 2
+
+
+@pytest.mark.parametrize("outputs", [1, 4])
+def test_per_task_loss_and_accuracy_equal_the_mean_of_each_task(outputs):
+    from maml_probe.losses import accuracy, task_loss
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, outputs, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, max(outputs, 2), (3, 7), generator=g)
+    losses = task_loss(logits, labels, reduction="per_task")
+    accs = accuracy(logits, labels, reduction="per_task")
+    assert losses.shape == accs.shape == (3,)
+    for k in range(3):
+        torch.testing.assert_close(losses[k], task_loss(logits[k], labels[k]), rtol=1e-14, atol=0)
+        torch.testing.assert_close(accs[k], accuracy(logits[k], labels[k]))
+    torch.testing.assert_close(task_loss(logits, labels), losses.mean(), rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match="reduction"):
+        task_loss(logits, labels, reduction="sum")
+    with pytest.raises(ValueError, match="per_task"):
+        accuracy(logits[0], labels[0], reduction="per_task")

@@ -1,21 +1,49 @@
-"""The explorer (issue #7): its pure function against the probes, and its widgets driven from Python."""
+"""The explorer: its condition, history and rendering without widgets, the conditions against the
+probes, and its widgets driven from Python."""
 from __future__ import annotations
 
+import math
 import threading
+from html.parser import HTMLParser
 
 import ipywidgets as widgets
 import pandas as pd
 import pytest
 import torch
+from matplotlib.container import BarContainer, ErrorbarContainer
 
+from maml_probe import probes
 from maml_probe.evaluation import evaluate_summary
-from maml_probe.explorer import (Explorer, build_explorer, checkpoint_label, explore_once,
-                                 find_checkpoints, train_smoke_model)
+from maml_probe.explorer import (
+    HISTORY_COLUMNS,
+    RESULT_COLUMNS,
+    Cancelled,
+    Condition,
+    Explorer,
+    History,
+    build_explorer,
+    checkpoint_label,
+    evaluate_condition,
+    explore_once,
+    find_checkpoints,
+    plan_condition,
+    results_figure,
+    results_frame,
+    results_html,
+    results_png,
+    train_smoke_model,
+)
 from maml_probe.learner import MetaLearner
-from maml_probe.models import ConvNet
-from maml_probe.probes import (ProbeSetup, layer_names, layer_probe, load_probe_setup, noise_probe,
-                               scaling_probe)
-from maml_probe.probes.layers import FREEZE, NO_ADAPTATION
+from maml_probe.models import ConvNet, layer_of
+from maml_probe.probes import (
+    ProbeSetup,
+    layer_names,
+    layer_probe,
+    load_probe_setup,
+    noise_probe,
+    scaling_probe,
+)
+from maml_probe.probes.layers import ADAPT, FREEZE, NO_ADAPTATION
 from maml_probe.rules import make_rule
 from maml_probe.tasks.base import TaskBatch
 from maml_probe.train import TrainConfig
@@ -54,7 +82,225 @@ def _previous(ex: Explorer) -> pd.DataFrame:
     return df[df["run"] == "previous"]
 
 
-# ---------------------------------------------------------------------------- pure functions
+# ---------------------------------------------------------------------------- conditions
+
+@pytest.fixture(scope="module")
+def cnn():
+    """An untrained 2-block CNN (C1, C2, FC) with 32 filters: 160 FC weights for the noise check."""
+    torch.manual_seed(0)
+    return ConvNet("omniglot", 2, 5, filters=32)
+
+
+def _names(model, layers):
+    return {n for n, _ in model.named_parameters() if layer_of(model, n) in layers}
+
+
+def test_condition_descriptions():
+    layers = ["H1", "H2", "FC"]
+    assert Condition().describe(layers, steps=1) == "all adapt · 1 step"
+    every = Condition(frozen_layers=("FC", "H1", "H2"))
+    assert every.describe(layers, 3) == "all frozen · 3 steps"
+    assert Condition(frozen_layers=("H1", "H2")).describe(layers) == "frozen H1,H2"
+    # a scale layer with factor 1 is no scaling; the noise layer defaults to the last layer
+    assert Condition(scale_layer="H1", noise_scale=0.5, steps=2).describe(["C1", "C4"]) == \
+        "all adapt · C4 noise 0.5 pre · 2 steps"
+    c = Condition(frozen_layers=("H2",), scale_layer="H1", scale_factor=0.125, scale_when="post",
+                  noise_scale=0.0625, noise_when="post", noise_layer="H2", steps=0)
+    assert c.describe(layers, steps=5) == \
+        "frozen H2 · H1×0.125 post · H2 noise 0.0625 post · 0 steps"
+
+
+def test_plan_adapts_every_parameter_of_the_unfrozen_layers(cnn):
+    assert plan_condition(cnn, Condition(), default_steps=1).adapt_mask is None
+    mask = plan_condition(cnn, Condition(frozen_layers=("C1",)), default_steps=1).adapt_mask
+    # C2's BatchNorm adapts too (as in the layer probe); nothing of C1 does
+    assert mask == _names(cnn, {"C2", "FC"}) and "blocks.1.bn.weight" in mask
+    everything = Condition(frozen_layers=("C2", "FC", "C1"))
+    assert plan_condition(cnn, everything, default_steps=1).adapt_mask == frozenset()
+
+
+def test_plan_scaling_is_the_scaling_probe_transform_at_the_chosen_moment(cnn):
+    learner = MetaLearner(cnn, make_rule("maml", cnn, 0.4))
+    theta = {k: v.detach() for k, v in cnn.named_parameters()}
+    scaled = {"blocks.1.conv.weight", "blocks.1.conv.bias"}      # C2's map; its BN stays
+    pre = plan_condition(cnn, Condition(scale_layer="C2", scale_factor=4, scale_when="pre"),
+                         default_steps=1)
+    assert [t.func for t in pre.pre] == [probes.scale_params] and pre.post == ()
+    assert pre.post_transform() is None
+    got = pre.initial_params(learner)
+    for name, value in theta.items():
+        assert torch.equal(got[name], value * 4 if name in scaled else value), name
+    assert isinstance(pre.condition.scale_factor, float) and pre.condition.steps == 1
+    post = plan_condition(cnn, Condition(scale_layer="C2", scale_factor=4, scale_when="post",
+                                         steps=3), default_steps=1)
+    assert post.pre == () and post.condition.steps == 3
+    assert all(torch.equal(post.initial_params(learner)[k], v) for k, v in theta.items())
+    moved = post.post_transform()(theta)
+    for name, value in theta.items():
+        assert torch.equal(moved[name], value * 4 if name in scaled else value), name
+
+
+def test_plan_noise_is_relative_to_the_weights_spread_and_seeded(cnn):
+    theta = {k: v.detach() for k, v in cnn.named_parameters()}
+    w = theta["fc.weight"]
+
+    def noisy(**kw):
+        plan = plan_condition(cnn, Condition(noise_scale=0.5, **kw), default_steps=1)
+        (transform,) = plan.pre
+        assert transform.func is probes.perturb and plan.post == ()
+        return transform(theta)
+
+    out = noisy()
+    assert all(torch.equal(out[k], v) for k, v in theta.items() if k != "fc.weight")  # no bias
+    z = (out["fc.weight"] - w) / (0.5 * float(w.std()))    # s * std(W) * Z: Z is standard normal
+    assert abs(float(z.mean())) < 0.3 and 0.7 < float(z.std()) < 1.3
+    assert torch.equal(noisy()["fc.weight"], out["fc.weight"])
+    assert not torch.equal(noisy(noise_seed=1)["fc.weight"], out["fc.weight"])
+    c2 = noisy(noise_layer="C2")
+    assert not torch.equal(c2["blocks.1.conv.weight"], theta["blocks.1.conv.weight"])
+    assert torch.equal(c2["fc.weight"], w)
+    # scaling and noise at the same moment: scaling first, each once
+    both = plan_condition(cnn, Condition(scale_layer="C1", scale_factor=2.0, scale_when="post",
+                                         noise_scale=1.0, noise_when="post"), default_steps=1)
+    assert both.pre == () and [t.func for t in both.post] == [probes.scale_params, probes.perturb]
+
+
+@pytest.mark.parametrize("condition, message", [
+    (Condition(scale_factor=2.0), "needs a scale_layer"),
+    (Condition(scale_layer="C1", scale_factor=math.inf), "scale_factor must be a finite"),
+    (Condition(scale_layer="C9", scale_factor=2.0), "unknown layers"),
+    (Condition(noise_scale=0.5, noise_layer="C9"), "unknown layers"),
+    (Condition(noise_scale=math.nan), "noise_scale must be a non-negative"),
+    (Condition(noise_when="during"), "noise_when must be 'pre' or 'post'"),
+    (Condition(steps=-1), "steps must be non-negative"),
+    (Condition(num_tasks=0), "num_tasks must be positive"),
+])
+def test_plan_refuses_bad_conditions(cnn, condition, message):
+    with pytest.raises(ValueError, match=message):
+        plan_condition(cnn, condition, default_steps=1)
+
+
+# ---------------------------------------------------------------------------- history
+
+def _summary(pre: float, post: float, ci_pre: float = 0.05, ci_post: float = 0.02,
+             condition: str = "c", n: int = 50) -> pd.DataFrame:
+    return pd.DataFrame({"condition": condition, "phase": ["pre", "post"],
+                         "accuracy": [pre, post], "ci95": [ci_pre, ci_post],
+                         "std": [0.1, 0.1], "n": n})
+
+
+def test_history_numbers_runs_and_compares_the_last_two():
+    hist = History()
+    assert hist.current is None and hist.previous is None
+    assert list(hist.frame().columns) == HISTORY_COLUMNS and hist.frame().empty
+    assert list(hist.compare().columns) == RESULT_COLUMNS and hist.compare().empty
+    conds = [Condition(), Condition(frozen_layers=("H1", "H2"), steps=2),
+             Condition(scale_layer="FC", scale_factor=4.0, scale_when="post")]
+    accs = [(0.2, 0.5), (0.3, 0.6), (0.4, 0.7)]
+    for i, (cond, (pre, post)) in enumerate(zip(conds, accs)):
+        res = hist.add(f"ck{i}", cond, _summary(pre, post, condition=f"cond{i}"), seconds=i + 0.5)
+        assert res.number == i + 1
+    assert len(hist) == 3 and hist.current.number == 3 and hist.previous.number == 2
+
+    both = hist.compare()
+    assert list(both.columns) == RESULT_COLUMNS
+    assert both["run"].tolist() == ["current", "current", "previous", "previous"]
+    assert both["run_number"].tolist() == [3, 3, 2, 2]
+    assert both["checkpoint"].tolist() == ["ck2", "ck2", "ck1", "ck1"]
+    assert both["accuracy"].tolist() == [0.4, 0.7, 0.3, 0.6]
+    assert results_frame(hist.previous, None)["accuracy"].tolist() == [0.3, 0.6]
+
+    df = hist.frame()
+    assert list(df.columns) == HISTORY_COLUMNS
+    assert df["run_number"].tolist() == [1, 1, 2, 2, 3, 3]
+    assert df["phase"].tolist() == ["pre", "post"] * 3
+    assert df["accuracy"].tolist() == [0.2, 0.5, 0.3, 0.6, 0.4, 0.7]
+    assert df["condition"].tolist() == ["cond0", "cond0", "cond1", "cond1", "cond2", "cond2"]
+    assert df["frozen_layers"].tolist() == ["", "", "H1,H2", "H1,H2", "", ""]
+    assert df["steps"].tolist()[2:4] == [2, 2] and df["scale_factor"].tolist()[4:] == [4.0, 4.0]
+    assert df["scale_when"].tolist()[4:] == ["post", "post"]
+    assert df["seconds"].tolist() == [0.5, 0.5, 1.5, 1.5, 2.5, 2.5]
+
+
+# ---------------------------------------------------------------------------- rendering
+
+def _two_runs() -> pd.DataFrame:
+    """Run #2 (previous) and run #3 (current), one post CI missing."""
+    hist = History()
+    hist.add("ck", Condition(), _summary(0.9, 0.9), 1.0)                        # not shown
+    hist.add("ck", Condition(), _summary(0.4, 0.6, ci_post=math.nan, condition="plain"), 1.0)
+    hist.add("ck/<b>", Condition(), _summary(0.4, 0.85, condition="H1×4 <pre>"), 1.0)
+    return hist.compare()
+
+
+def test_plot_shows_the_frame_bars_error_bars_and_colors():
+    df = _two_runs()
+    ax = results_figure(df, "H1×4 pre").axes[0]
+    assert ax.get_title() == "H1×4 pre" and ax.get_ylim() == (0.0, 1.0)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["previous (#2)", "current (#3)"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["pre", "post"]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [[b.get_height() for b in c] for c in bars] == [[0.4, 0.6], [0.4, 0.85]]
+    # the previous run in grey, the current one in blue (seaborn desaturates both a little)
+    (grey,) = {b.get_facecolor() for b in bars[0]}
+    (blue,) = {b.get_facecolor() for b in bars[1]}
+    assert grey[0] == grey[1] == grey[2] and blue[2] > blue[1] > blue[0]
+    # one error bar per finite CI, centred on its bar, spanning accuracy ± ci95
+    centres = {(round(b.get_x() + b.get_width() / 2, 9), b.get_height()) for c in bars for b in c}
+    spans = []
+    for err in (c for c in ax.containers if isinstance(c, ErrorbarContainer)):
+        (segment,) = err.lines[2][0].get_segments()
+        (x0, lo), (x1, hi) = segment
+        assert x0 == x1 and (round(x0, 9), round((lo + hi) / 2, 9)) in centres
+        spans.append((round(lo, 9), round(hi, 9)))
+    assert sorted(spans) == sorted([(0.35, 0.45), (0.35, 0.45), (0.83, 0.87)])
+
+
+def test_plot_of_no_result_and_png():
+    empty = results_frame(None, None)
+    ax = results_figure(empty).axes[0]
+    assert not ax.axison and [t.get_text() for t in ax.texts] == ["no result yet"]
+    png = results_png(_two_runs(), "x")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (600, 300)
+
+
+class _Cells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.weights, self._cell = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+            self.weights.append(dict(attrs).get("style", ""))
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.rows[-1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def test_table_shows_each_run_pre_post_and_their_difference():
+    cells = _Cells()
+    cells.feed(results_html(_two_runs()))
+    head, current, previous = cells.rows
+    assert head == ["run", "checkpoint", "condition", "pre-adaptation", "post-adaptation",
+                    "post − pre", "tasks"]
+    assert current == ["current (#3)", "ck/<b>", "H1×4 <pre>", "40.0% ± 5.0", "85.0% ± 2.0",
+                       "+45.0", "50"]
+    assert previous == ["previous (#2)", "ck", "plain", "40.0% ± 5.0", "60.0%", "+20.0", "50"]
+    assert "bold" in cells.weights[1] and "normal" in cells.weights[2]
+    assert "No result yet" in results_html(results_frame(None, None))
+
+
+# ---------------------------------------------------------------------------- a trained model
 
 def test_find_checkpoints(runs_root, tmp_path):
     found = find_checkpoints(runs_root)
@@ -85,10 +331,13 @@ def test_conditions_equal_the_probe_rows(setup):
     # freezing one layer = the layer probe's "freeze only this" row
     got = explore_once(setup, frozen_layers=["H2"], **FAST)
     assert _acc(got, "post") == _acc(lp, "post", condition=FREEZE, layer="H2")
-    # freezing every layer gives the pre-adaptation accuracy ("no adaptation")
-    frozen = explore_once(setup, frozen_layers=layers, **FAST)
-    assert frozen["condition"].iloc[0] == "all frozen · 1 step"
-    assert _acc(frozen, "post") == _acc(frozen, "pre") == _acc(lp, "pre", condition=NO_ADAPTATION)
+    # every layer frozen: no step is taken, but the post-adaptation transforms still apply, so
+    # "post" scores the noisy unadapted model, as 0 steps with the noise added before adapting
+    frozen = explore_once(setup, frozen_layers=layers, noise_scale=1.0, noise_when="post", **FAST)
+    zero_steps = explore_once(setup, steps=0, noise_scale=1.0, noise_when="pre", **FAST)
+    assert frozen["condition"].iloc[0] == "all frozen · FC noise 1 post · 1 step"
+    assert _acc(frozen, "pre") == _acc(lp, "pre", condition=NO_ADAPTATION)
+    assert _acc(frozen, "post") == _acc(zero_steps, "post") != _acc(frozen, "pre")
     # scaling: the scaling probe's rows, pre and post
     sp = scaling_probe(setup.learner, setup.source, factors=[4.0], layers=["H1", "FC"], **kw)
     for layer in ("H1", "FC"):
@@ -112,6 +361,14 @@ def test_invariances_of_fc_scaling_and_post_noise(setup):
     noisy_post = explore_once(setup, noise_scale=2.0, noise_when="post", **FAST)
     assert _acc(noisy_post, "pre") == _acc(plain, "pre")
     assert _acc(noisy_post, "post") != _acc(plain, "post")
+
+
+def test_should_stop_cancels_between_batches(setup):
+    seen = []
+    with pytest.raises(Cancelled, match="cancelled after 25 of 50 tasks"):
+        evaluate_condition(setup, Condition(**FAST), progress=lambda done, _: seen.append(done),
+                           should_stop=lambda: bool(seen))
+    assert seen == [0]
 
 
 def test_bad_arguments_are_refused(setup):
@@ -156,14 +413,19 @@ def test_widgets_follow_the_probes(runs_root, setup):
     assert ex.status_text().startswith("done (#1)") and ex.progress.value == TASKS
     assert "current (#1)" in ex.table.value and ex.plot.value[:4] == b"\x89PNG"
 
-    # freeze every layer: post == pre; the first result is kept as "previous"
-    for toggle in ex.layer_toggles.values():
-        toggle.value = "freeze"
+    # freeze H1-H3 with the toggles: the layer probe's "adapt only this" row of FC; the first
+    # result is kept as "previous"
+    for layer in ("H1", "H2", "H3"):
+        ex.layer_toggles[layer].value = "freeze"
     ex.run_button.click()
+    lp = layer_probe(setup.learner, setup.source, steps=setup.steps, layers=["FC"],
+                     conditions=[ADAPT], progress=False, **FAST)
+    only_fc = _acc(lp, "post", layer="FC")
+    assert only_fc != _acc(plain, "post")            # so the toggles' effect is visible
     cur, prev = _current(ex), _previous(ex)
-    assert _acc(cur, "post") == _acc(cur, "pre") == _acc(plain, "pre")
+    assert _acc(cur, "post") == only_fc and _acc(cur, "pre") == _acc(plain, "pre")
     assert _acc(prev, "post") == _acc(plain, "post")
-    assert cur["condition"].iloc[0] == "all frozen · 1 step"
+    assert cur["condition"].iloc[0] == "frozen H1,H2,H3 · 1 step"
     assert "previous (#1)" in ex.table.value and "current (#2)" in ex.table.value
 
     # FC x 4 after adaptation (all layers adapting again): the same accuracy as plain
@@ -173,7 +435,7 @@ def test_widgets_follow_the_probes(runs_root, setup):
     ex.run_button.click()
     assert _current(ex)["condition"].iloc[0] == "all adapt · FC×4 post · 1 step"
     assert _acc(_current(ex), "post") == pytest.approx(_acc(plain, "post"), abs=1e-12)
-    assert _acc(_previous(ex), "post") == _acc(plain, "pre")      # the all-frozen run
+    assert _acc(_previous(ex), "post") == only_fc                 # the FC-only run
 
     # H1 x 4 before adaptation: the scaling probe's row; steps and task count are honoured
     ex.scale_layer.value, ex.scale_when.value = "H1", "pre"
@@ -185,6 +447,14 @@ def test_widgets_follow_the_probes(runs_root, setup):
     ex.run_button.click()
     cur = _current(ex)
     assert (cur["n"] == 25).all() and _acc(cur, "post") == _acc(cur, "pre")  # 0 steps: no change
+    # every run is in the history, with the controls' values
+    hist = ex.runs.frame()
+    assert hist["run_number"].drop_duplicates().tolist() == [1, 2, 3, 4, 5]
+    last = hist[hist["run_number"] == 5]
+    assert last["steps"].eq(0).all() and last["num_tasks"].eq(25).all()
+    assert last["scale_layer"].eq("H1").all() and last["scale_factor"].eq(4.0).all()
+    assert last["accuracy"].tolist() == cur["accuracy"].tolist()
+    assert hist.loc[hist["run_number"] == 2, "frozen_layers"].eq("H1,H2,H3").all()
 
 
 def test_update_on_change_runs_after_each_change(runs_root, setup):

@@ -1,4 +1,4 @@
-"""End to end: the explorer notebook in JupyterLab 4, in a real (headless) Chromium (issue #7).
+"""End to end: the explorer notebook in JupyterLab 4, in a real (headless) Chromium.
 
 The test trains the smoke-scale model into a temporary ``runs/``, starts JupyterLab on
 127.0.0.1 with a random token and fresh config/runtime folders (the venv's prebuilt

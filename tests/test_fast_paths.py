@@ -98,6 +98,16 @@ def test_masks_and_first_order(rule_name, masked, first_order, monkeypatch):
         _assert_same(ref, _meta_grads(net, rule, batch, impl, chunk, query, monkeypatch, **kw))
 
 
+@pytest.mark.parametrize("rule_name", ["maml", "kfc"])
+def test_nothing_adapts_is_the_identity_on_every_path(rule_name, monkeypatch):
+    net, batch = _cnn()
+    rule = make_rule(rule_name, net, 0.3, **RULE_KWARGS.get(rule_name, {}))
+    ref = _meta_grads(net, rule, batch, "loop", adapt_mask=set())
+    for impl, chunk, query in [("batched", None, None), ("batched", 2, 1)]:
+        _assert_same(ref, _meta_grads(net, rule, batch, impl, chunk, query, monkeypatch,
+                                      adapt_mask=set()))
+
+
 @pytest.mark.parametrize("variant,depth", [("cifarfs", 2), ("miniimagenet", 1), ("miniimagenet", 4)])
 def test_cnn_variants(variant, depth, monkeypatch):
     torch.manual_seed(0)

@@ -61,3 +61,31 @@ def test_bad_model_input_raises_value_error_naming_argument():
         LogisticRegression(784, 5)(torch.randn(2, 100))
     with pytest.raises(ValueError, match="widths"):
         LinNet(10, [4, 0])
+
+
+@pytest.mark.parametrize("kind", ["lr", "lr_binary", "linnet", "linnet_nobias"])
+def test_linear_stacked_forward_equals_functional_call(kind):
+    from torch.func import functional_call
+    torch.manual_seed(0)
+    if kind.startswith("lr"):
+        net = LogisticRegression(6, 1 if kind == "lr_binary" else 3).double()
+    else:
+        net = LinNet(6, [5, 4], num_outputs=3, bias=kind == "linnet").double()
+    params = [{k: v + 0.1 * torch.randn_like(v) for k, v in net.named_parameters()} for _ in range(3)]
+    stacked = {k: torch.stack([p[k] for p in params]) for k in params[0]}
+    x = torch.randn(3, 5, 2, 3, dtype=torch.float64)
+    out = net.stacked_forward()(stacked, x)
+    for i in range(3):
+        torch.testing.assert_close(out[i], functional_call(net, params[i], (x[i],)), rtol=1e-12, atol=1e-12)
+
+
+def test_a_modified_model_offers_no_stacked_forward():
+    from maml_probe.models import stacked_forward
+    net = ConvNet("omniglot", 2, 5, filters=4)
+    assert stacked_forward(net) is not None
+    net.blocks[1].conv = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1, dilation=1, groups=2)
+    assert stacked_forward(net) is None
+    lin = LinNet(4, [3], 2)
+    lin.hidden[0] = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    assert stacked_forward(lin) is None
+    assert stacked_forward(torch.nn.Linear(3, 2)) is None  # no stacked forward on offer

@@ -1,29 +1,45 @@
-"""Probes (issue #5): exact invariances, no mutation of the learner, sweeps, checkpoint, plots."""
+"""Probes: exact invariances, no mutation of the learner, sweeps, checkpoint, plots."""
 import math
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
 import pandas as pd
 import pytest
 import torch
-from matplotlib.figure import Figure
+from matplotlib.container import BarContainer, ErrorbarContainer
 
-from maml_probe.experiments import common as exp_common
 from maml_probe import train as train_mod
+from maml_probe.evaluation import evaluate
+from maml_probe.experiments import common as exp_common
+from maml_probe.experiments.common import slug
+from maml_probe.experiments.sweeps import depth_sweep, width_sweep
 from maml_probe.learner import MetaLearner
 from maml_probe.models import ConvNet, LinNet, count_parameters
-from maml_probe.probes import (adapt_mask_for, count_nonzero, depth_sweep, layer_names,
-                               layer_probe, load_probe_setup, noise_probe, perturb, prune,
-                               pruning_probe, scaling_probe, scnn_parameter_count, select_params,
-                               threshold_for_count, width_sweep)
-from maml_probe.probes import plots
+from maml_probe.probes import (
+    adapt_mask_for,
+    count_nonzero,
+    layer_names,
+    layer_probe,
+    load_probe_setup,
+    noise_probe,
+    perturb,
+    plots,
+    prune,
+    pruning_probe,
+    scaling_probe,
+    scnn_parameter_count,
+    select_params,
+    threshold_for_count,
+)
 from maml_probe.probes.common import clone_params, run_condition
+from maml_probe.probes.layers import ADAPT, FREEZE, FULL_ADAPTATION, NO_ADAPTATION
 from maml_probe.rules import make_rule
+from maml_probe.stats import mean_ci95
 from maml_probe.tasks.base import TaskBatch
-from maml_probe.tasks.synthetic import SyntheticBinaryTasks
-from maml_probe.train import TrainConfig, meta_train
+from maml_probe.train import TrainConfig, build_task_source, load_learner, meta_train
 
 WAYS, SHOTS, QUERIES, STEPS = 5, 1, 5, 2
 N_TASKS = 6
@@ -103,10 +119,19 @@ def test_layer_names_and_targets():
 
 
 # ---------------------------------------------------------------- layers
-def test_freezing_every_layer_gives_pre_adaptation_accuracy(baseline, src):
+def test_an_empty_adapt_mask_moves_nothing_even_when_steps_are_taken(baseline, src):
+    """The engine, given an empty mask and ``steps > 0`` (``run_condition`` would shortcut to 0
+    steps), must leave every parameter bit-identical and score post = pre. Catches: an empty mask
+    read as "no mask" (``if not adapt_mask``: everything adapts), a crash on a step with nothing
+    to differentiate, a post-adaptation pass that is not on the unadapted parameters."""
     learner, base = baseline
-    df = run_condition(learner, src, params=clone_params(learner), adapt_mask=adapt_mask_for(learner.model, []),
-                       **{k: v for k, v in FAST.items() if k != "progress"})
+    init = clone_params(learner)
+    seen = []
+    df = evaluate(learner, src, steps=STEPS, num_tasks=N_TASKS, seed=FAST["seed"],
+                  batch_size=N_TASKS, params=init, adapt_mask=adapt_mask_for(learner.model, []),
+                  post_transform=lambda p: seen.append(p) or p)
+    assert len(seen) == N_TASKS
+    assert all(torch.equal(adapted[k], init[k]) for adapted in seen for k in init)
     assert (_accs(df, phase="post") == _accs(base, phase="pre")).all()
     # and adaptation does something on these tasks, so the equality above is not vacuous
     assert _accs(base, phase="post").mean() > _accs(base, phase="pre").mean()
@@ -214,8 +239,14 @@ def test_pre_adaptation_pruning_keeps_pruned_entries_zero(src):
     pruned = prune(init, names, t)
     df = pruning_probe(learner, src, thresholds=(t,), when="pre", summary=False, **FAST)
     assert (df.nonzero_pruned == count_nonzero(pruned, names)).all()
+    # post: each task's count is that of its own adapted weights at |w| >= t, counted here by hand
     post = pruning_probe(learner, src, thresholds=(t,), when="post", summary=False, **FAST)
-    assert post.nonzero_pruned.between(0.4 * count_nonzero(init, names), 0.6 * count_nonzero(init, names)).all()
+    adapted = []
+    run_condition(learner, src, params=init, post_transform=lambda p: adapted.append(p) or p,
+                  **{k: v for k, v in FAST.items() if k != "progress"})
+    by_hand = [sum(int((a[n].abs() >= t).sum()) for n in names) for a in adapted]
+    assert post.sort_values("task").nonzero_pruned.tolist() == by_hand
+    assert len(set(by_hand)) > 1          # adapted weights differ per task: counts do too
 
 
 def test_threshold_helper_hits_its_target():
@@ -256,12 +287,28 @@ def test_probes_on_a_meta_trained_checkpoint(tmp_path, src):
                       device="cpu")
     result = meta_train(cfg, tmp_path, progress=False, sources={"train": src})
     setup = load_probe_setup(result.checkpoint, source=src)
-    assert setup.steps == STEPS and setup.config == cfg
+    assert setup.steps == STEPS and setup.config == cfg and setup.source is src
+    trained = result.learner.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in setup.learner.state_dict().items())
+    assert not setup.learner.training                       # probes score in evaluation mode
     layers = layer_probe(setup.learner, setup.source, steps=setup.steps, num_tasks=4, progress=False)
-    assert len(layers) == 2 + 2 * 5 and layers.accuracy.between(0, 1).all()
+    assert len(layers) == 2 + 2 * 5
+    # the reference rows are the checkpoint's own pre/post accuracy on the same 4 tasks
+    ref = evaluate(setup.learner, src, steps=STEPS, num_tasks=4, seed=0)
+    for condition, phase in (("no adaptation", "pre"), ("full adaptation", "post")):
+        row = layers[layers.condition == condition].iloc[0]
+        mean, ci = mean_ci95(ref[ref.phase == phase].sort_values("task").accuracy.to_numpy())
+        assert (row.phase, row.n) == (phase, 4)
+        assert row.accuracy == pytest.approx(mean) and row.ci95 == pytest.approx(ci, nan_ok=True)
     noise = noise_probe(setup.learner, setup.source, steps=setup.steps, num_tasks=4, scales=(0.0, 0.5),
                         draws=1, progress=False)
     assert len(noise) == 4
+    assert layer_names(setup.learner.model) == ["C1", "C2", "C3", "C4", "FC"]
+    frozen = evaluate(setup.learner, src, steps=STEPS, num_tasks=4, seed=0,
+                      adapt_mask=adapt_mask_for(setup.learner.model, ["C4", "FC"]))
+    for phase in ("pre", "post"):   # scale 0: exactly "C1-C3 frozen", no noise
+        zero = noise[(noise.scale == 0.0) & (noise.phase == phase)].accuracy.iloc[0]
+        assert zero == pytest.approx(frozen[frozen.phase == phase].accuracy.mean())
     target = scnn_parameter_count(setup.learner.model)
     t = threshold_for_count(clone_params(setup.learner), target,
                             select_params(setup.learner.model, None, "weight"))
@@ -274,6 +321,8 @@ def test_probes_on_a_meta_trained_checkpoint(tmp_path, src):
 
 # ---------------------------------------------------------------- sweeps
 def test_depth_sweep_trains_resumably(tmp_path, src, monkeypatch):
+    """Catches: a member built at another depth, the per-depth rate not applied (or applied to
+    every member), a summary that is not its tasks' mean, a finished sweep retrained."""
     monkeypatch.setattr(train_mod, "build_task_source", lambda cfg, split, device="cpu": src)
     monkeypatch.setattr(exp_common, "build_task_source", lambda cfg, split, device="cpu": src)
     base = TrainConfig(dataset="omniglot", model="cnn", model_kwargs={"filters": 4}, ways=WAYS,
@@ -287,6 +336,15 @@ def test_depth_sweep_trains_resumably(tmp_path, src, monkeypatch):
     assert (s.status == "ok").all() and (s.n == 3).all()
     assert {"iteration", "split", "accuracy", "method", "depth"} <= set(out["history"].columns)
     assert out["history"].groupby("label").iteration.max().eq(2).all()
+    # each member is the CNN of its depth, with its method's rule and rate (MAML at depth 2: 0.8)
+    for (method, depth), alpha in {("MAML", 1): 0.4, ("MAML", 2): 0.8, ("KFC", 1): 0.4, ("KFC", 2): 0.4}.items():
+        learner, cfg = load_learner(tmp_path / slug(f"CNN-{depth} w/ {method}") / "checkpoint.pt")
+        assert len(learner.model.blocks) == depth and cfg.alpha == alpha == learner.rule.alpha
+        assert cfg.rule == methods[method]["rule"] and cfg.model_kwargs["filters"] == 4
+        post = s[(s.method == method) & (s.depth == depth) & (s.phase == "post")].accuracy.iloc[0]
+        tests = out["tests"]
+        mine = tests[(tests.method == method) & (tests.depth == depth) & (tests.phase == "post")]
+        assert post == pytest.approx(mine.accuracy.mean()) and len(mine) == 3
 
     def no_training(*a, **k):
         raise AssertionError("a finished sweep must be read back, not retrained")
@@ -297,30 +355,134 @@ def test_depth_sweep_trains_resumably(tmp_path, src, monkeypatch):
     pd.testing.assert_frame_equal(again["summary"], s)
 
 
-def test_width_sweep_on_synthetic_tasks(tmp_path):
+def test_width_sweep_trains_each_member_and_reports_its_own_scores(tmp_path):
+    """Each (depth, width) member is a LinNet of ``depth`` hidden layers of ``width`` units, its
+    test rows are that checkpoint's scores on the test tasks (re-scored here), and the summary is
+    their mean. Catches: widths or depths mixed up between members, every member built alike,
+    members' rows swapped, a summary that is not the mean of its tasks."""
     base = TrainConfig(dataset="synthetic", dataset_kwargs={"dim": 8, "support": 8, "query": 8},
                        model="linnet", model_kwargs={"bias": False}, alpha=0.5, meta_lr=0.05,
                        iterations=3, log_every=1, eval_every=3, eval_tasks=4, device="cpu")
     out = width_sweep(base, tmp_path, depths=(1, 2), widths=(2, 4), test_tasks=5, progress=False)
-    s = out["summary"]
+    s, tests, h = out["summary"], out["tests"], out["history"]
     assert len(s) == 8 and set(zip(s.depth, s.width)) == {(1, 2), (1, 4), (2, 2), (2, 4)}
-    h = out["history"]
-    assert set(h.split) == {"train", "val"} and {"depth", "width"} <= set(h.columns)
-    fig = plots.plot_width_sweep(h)
-    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert (s.status == "ok").all() and (s.n == 5).all()
+    assert set(h.split) == {"train", "val"} and h.groupby("label").iteration.max().eq(3).all()
+    scores = {}
+    for d in (1, 2):
+        for w in (2, 4):
+            label = f"LinNet {d}x{w}"
+            learner, cfg = load_learner(tmp_path / slug(label) / "checkpoint.pt")
+            shapes = [tuple(p.shape) for p in learner.model.parameters()]
+            assert shapes == [(w, 8)] + [(w, w)] * (d - 1) + [(1, w)], (label, shapes)
+            again = evaluate(learner, build_task_source(cfg, "test"), steps=cfg.steps, num_tasks=5,
+                             seed=1234)
+            mine = tests[tests.label == label]
+            assert (mine.depth == d).all() and (mine.width == w).all()
+            for phase in ("pre", "post"):
+                got = mine[mine.phase == phase].sort_values("task").accuracy.to_numpy()
+                want = again[again.phase == phase].sort_values("task").accuracy.to_numpy()
+                assert got.tolist() == pytest.approx(want.tolist()), (label, phase)
+                row = s[(s.label == label) & (s.phase == phase)].iloc[0]
+                assert row.accuracy == pytest.approx(want.mean())
+                scores[(label, phase)] = tuple(want)
+    assert len(set(scores.values())) > 2          # the members really differ
 
 
 # ---------------------------------------------------------------- plots
-def test_plot_helpers_return_figures(src, baseline):
-    learner, _ = baseline
-    figs = [
-        plots.plot_layer_probe(layer_probe(learner, src, layers=["C1", "FC"], **FAST)),
-        plots.plot_noise_probe(noise_probe(learner, src, scales=(0.0, 0.5), draws=1, **FAST)),
-        plots.plot_scaling_probe(scaling_probe(learner, src, factors=(1.0, 2.0), layers=["C1", "FC"], **FAST)),
-        plots.plot_pruning_probe(pruning_probe(learner, src, thresholds=(0.0, 0.1, math.inf), **FAST),
-                                 target=1000),
-        plots.plot_depth_sweep(pd.DataFrame({"method": ["MAML", "MAML", "KFC", "KFC"], "depth": [1, 2, 1, 2],
-                                             "phase": "post", "accuracy": [.3, .6, .6, .9], "ci95": .02})),
-    ]
-    assert [len(f.axes) for f in figs] == [2, 1, 2, 2, 1]
-    assert all(isinstance(f, Figure) for f in figs)
+def _errorbars(ax):
+    """``label -> [x, y, half error]`` (a 3-row array) of every labelled ``ax.errorbar`` line of ``ax``."""
+    out = {}
+    for c in ax.containers:
+        if isinstance(c, ErrorbarContainer) and not c.get_label().startswith("_"):
+            xy = c.lines[0].get_xydata()
+            segs = c.lines[2][0].get_segments()
+            out[c.get_label()] = np.array([xy[:, 0], xy[:, 1],
+                                           [(seg[1][1] - seg[0][1]) / 2 for seg in segs]], dtype=float)
+    return out
+
+
+def _bars(ax):
+    """Heights, half error bars and tick labels of the bar chart on ``ax``."""
+    bars = next(c for c in ax.containers if isinstance(c, BarContainer))
+    segs = bars.errorbar.lines[2][0].get_segments()
+    return ([p.get_height() for p in bars], [(seg[1][1] - seg[0][1]) / 2 for seg in segs],
+            [t.get_text() for t in ax.get_xticklabels()])
+
+
+def test_layer_probe_plot_draws_the_frame():
+    """Catches: panels swapped, bars not in the frame's layer order, the CI not drawn (or a NaN CI
+    breaking the plot), reference lines at the wrong accuracies."""
+    df = pd.DataFrame([
+        dict(condition=NO_ADAPTATION, layer="none", phase="pre", accuracy=.2, ci95=.01),
+        dict(condition=FULL_ADAPTATION, layer="all", phase="post", accuracy=.9, ci95=.02),
+        dict(condition=FREEZE, layer="C1", phase="post", accuracy=.5, ci95=.03),
+        dict(condition=ADAPT, layer="C1", phase="post", accuracy=.4, ci95=.04),
+        dict(condition=FREEZE, layer="FC", phase="post", accuracy=.8, ci95=.05),
+        dict(condition=ADAPT, layer="FC", phase="post", accuracy=.7, ci95=math.nan)])
+    freeze, adapt = plots.plot_layer_probe(df).axes
+    assert (freeze.get_title(), adapt.get_title()) == ("Freeze only this", "Adapt only this")
+    heights, errs, ticks = _bars(freeze)
+    assert heights == pytest.approx([.5, .8]) and errs == pytest.approx([.03, .05]) and ticks == ["C1", "FC"]
+    heights, errs, ticks = _bars(adapt)
+    assert heights == pytest.approx([.4, .7]) and errs == pytest.approx([.04, 0]) and ticks == ["C1", "FC"]
+    refs = {line.get_label(): line.get_ydata()[0] for line in freeze.lines if not line.get_label().startswith("_")}
+    assert refs == pytest.approx({NO_ADAPTATION: .2, FULL_ADAPTATION: .9})
+
+
+def test_noise_and_scaling_plots_draw_accuracy_against_the_sorted_scales():
+    """Catches: points in frame order instead of scale order, phases or layers swapped, the
+    scale axis labelled with other values than the frame's scales."""
+    noise = pd.DataFrame({"layer": "FC", "scale": [2.0, 0.0, 0.0625, 2.0, 0.0, 0.0625],
+                          "phase": ["post"] * 3 + ["pre"] * 3,
+                          "accuracy": [.3, .9, .8, .1, .5, .4], "ci95": [.01, .02, .03, .04, .05, .06]})
+    ax = plots.plot_noise_probe(noise).axes[0]
+    lines = _errorbars(ax)
+    assert lines["post-adaptation"] == pytest.approx(np.array([[0, 1, 2], [.9, .8, .3], [.02, .03, .01]]))
+    assert lines["pre-adaptation"] == pytest.approx(np.array([[0, 1, 2], [.5, .4, .1], [.05, .06, .04]]))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "$2^{-4}$", "$2^{1}$"]
+    scaling = pd.DataFrame({"layer": ["C2"] * 4 + ["FC"] * 4, "when": ["pre", "pre", "post", "post"] * 2,
+                            "scale": [4.0, 1.0] * 4, "phase": "post",
+                            "accuracy": [.1, .6, .5, .6, .2, .7, .7, .7], "ci95": .01})
+    c2, fc = plots.plot_scaling_probe(scaling).axes
+    assert (c2.get_title(), fc.get_title()) == ("Scaling C2", "Scaling FC")
+    assert _errorbars(c2)["Pre-Adaptation"][1] == pytest.approx([.6, .1])
+    assert _errorbars(c2)["Post-Adaptation"][1] == pytest.approx([.6, .5])
+    assert _errorbars(fc)["Pre-Adaptation"][1] == pytest.approx([.7, .2])
+    assert [t.get_text() for t in fc.get_xticklabels()] == ["$2^{0}$", "$2^{2}$"]
+
+
+def test_pruning_depth_and_width_plots_draw_the_frame():
+    """Catches: the infinite threshold plotted, counts from the wrong ``when``, the target line
+    missing, pre-adaptation rows in the depth plot, the width plot showing the training split
+    or putting a width's curve in the wrong depth's panel."""
+    pruning = pd.DataFrame({"threshold": [0.2, 0.0, math.inf, 0.1] * 2,
+                            "when": ["post"] * 4 + ["pre"] * 4, "phase": "post",
+                            "accuracy": [.3, .9, .1, .6, .2, .8, .1, .5], "ci95": .01,
+                            "nonzero": [500, 1000, 100, 800, 400, 1000, 100, 700]})
+    ax, twin = plots.plot_pruning_probe(pruning, target=600).axes
+    lines = _errorbars(ax)
+    assert lines["post-adaptation pruning"][:2] == pytest.approx(np.array([[0, .1, .2], [.9, .6, .3]]))
+    assert lines["pre-adaptation pruning"][:2] == pytest.approx(np.array([[0, .1, .2], [.8, .5, .2]]))
+    counts = {line.get_label(): line.get_xydata().ravel().tolist() for line in twin.lines}
+    assert counts["nonzero params"] == pytest.approx([0, 1000, .1, 800, .2, 500])
+    assert counts["target 600"][1::2] == pytest.approx([600, 600])
+    depth = pd.DataFrame({"method": ["MAML"] * 4 + ["KFC"] * 2, "depth": [2, 1, 2, 1, 2, 1],
+                          "phase": ["post", "post", "pre", "pre", "post", "post"],
+                          "accuracy": [.6, .3, .1, .1, .9, .6], "ci95": .02})
+    ax = plots.plot_depth_sweep(depth).axes[0]
+    lines = _errorbars(ax)
+    assert set(lines) == {"CNN w/ MAML", "CNN w/ KFC"}
+    assert lines["CNN w/ MAML"] == pytest.approx(np.array([[1, 2], [.3, .6], [.02, .02]]))
+    assert lines["CNN w/ KFC"] == pytest.approx(np.array([[1, 2], [.6, .9], [.02, .02]]))
+    history = pd.DataFrame({"iteration": [1, 2] * 6, "split": ["train"] * 4 + ["val"] * 8,
+                            "phase": ["post"] * 12, "depth": [1] * 8 + [2] * 4,
+                            "width": [2, 2, 4, 4, 2, 2, 4, 4, 2, 2, 4, 4],
+                            "accuracy": [.0, .0, .0, .0, .5, .6, .7, .8, .2, .3, .4, .9]})
+    d1, d2 = plots.plot_width_sweep(history).axes
+    curves = {(ax.get_title(), line.get_label()): line.get_xydata().ravel().tolist()
+              for ax in (d1, d2) for line in ax.lines}
+    assert curves == ({("1 hidden layer", "w=2"): [1, .5, 2, .6],
+                       ("1 hidden layer", "w=4"): [1, .7, 2, .8],
+                       ("2 hidden layers", "w=2"): [1, .2, 2, .3],
+                       ("2 hidden layers", "w=4"): [1, .4, 2, .9]})  # the frame's values, copied

@@ -1,16 +1,21 @@
 """Update rules: reduction to MAML at initialisation, explicit formulas, counts, memory, training."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from maml_probe.losses import task_loss
 from maml_probe.maml import adapt, evaluate_batch, task_losses
 from maml_probe.models import build_model, count_parameters
 from maml_probe.rules import RULE_NAMES, count_rule_parameters, make_rule
 from maml_probe.rules.base import UpdateRule
+from maml_probe.rules.diagnostics import update_gradient_ratio
 from maml_probe.rules.kronecker import from_matrix, kronecker_dims, to_matrix
 from maml_probe.tasks.base import TaskBatch
+from tests.test_rules_gradcheck import check_directional
+from tests.test_rules_gradcheck import setup as gradcheck_setup
 
 ALPHA = 0.4
 
@@ -79,10 +84,13 @@ def test_klin_equals_maml_until_its_factors_adapt(kind):
 
 
 @pytest.mark.parametrize("kind", ["lr", "cnn"])
-@pytest.mark.parametrize("layers,normalize", [(2, False), (4, True)])
-def test_kfc_at_init_is_alpha_relu_g(kind, layers, normalize):
+@pytest.mark.parametrize("options", [{"layers": 2}, {"layers": 4, "normalize": True},
+                                     {"layers": 4, "normalize": True, "factor": "scalar"},
+                                     {"layers": 4, "normalize": True, "factor": "none",
+                                      "output_bias": True}])
+def test_kfc_at_init_is_alpha_relu_g(kind, options):
     model, batch = small_model(kind), small_batch(kind)
-    kfc = make_rule("kfc", model, ALPHA, layers=layers, normalize=normalize)
+    kfc = make_rule("kfc", model, ALPHA, **options)
     a, b = assert_same(model, kfc, ReluSGD(ALPHA), batch, 1)
     sgd, _ = adapted_and_metagrad(model, make_rule("maml", model, ALPHA), batch, 1)
     assert any(not torch.allclose(b.params[k], sgd.params[k]) for k in b.params)  # relu matters
@@ -143,6 +151,62 @@ def test_cfc_equals_dense_low_rank_maps(layers, bias):
             torch.testing.assert_close(got, expected)
 
 
+def test_kfc_norm_handling_with_an_elementwise_factor_shared_across_filters():
+    """``T(G_f) = ||G|| S ⊙ net(G_f / ||G||)`` for every filter ``f``, one ``S in R^{HW x C}``."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, (2, 5), bias=False).double()
+    rule = make_rule("kfc", conv, ALPHA, layers=2, normalize=True)
+    t = rule.transform_for("weight")
+    assert t.scale.shape == (10, 3)
+    with torch.no_grad():
+        for p in t.parameters():
+            p.copy_(torch.randn_like(p))
+    g = torch.randn(4, 3, 2, 5, dtype=torch.float64)
+    out = rule({"weight": g})["weight"]
+    norm = g.norm()
+    (l1, r1), (l2, r2) = [(m.left, m.right) for m in t.maps]
+    for f in range(4):
+        G = g[f].reshape(3, 10).T / norm                           # n x m = HW x C
+        expected = ALPHA * norm * t.scale * (l2 @ torch.relu(l1 @ G @ r1) @ r2)
+        torch.testing.assert_close(out[f], expected.T.reshape(3, 2, 5))
+
+
+def test_kfc_output_bias_reading_adds_b_to_the_last_map_before_rescaling():
+    torch.manual_seed(0)
+    model = build_model("lr", 3, in_features=4, bias=False).double()
+    rule = make_rule("kfc", model, ALPHA, layers=2, normalize=True, factor="none", output_bias=True)
+    t = rule.transform_for("fc.weight")
+    assert t.scale is None and t.output_bias.shape == (3, 4)
+    assert all(m.bias is None for m in t.maps)
+    with torch.no_grad():
+        for p in t.parameters():
+            p.copy_(torch.randn_like(p))
+    g = torch.randn(3, 4, dtype=torch.float64)
+    net = t.maps[1].left @ torch.relu(t.maps[0].left @ (g / g.norm()) @ t.maps[0].right) @ t.maps[1].right
+    torch.testing.assert_close(rule({"fc.weight": g})["fc.weight"],
+                               ALPHA * g.norm() * (net + t.output_bias))
+
+
+def test_cfc_normalize_has_the_step_size_of_maml_in_the_low_rank_direction():
+    """``T(g) = s ||g|| net(g / ||g||) / ||net(g / ||g||)||``, so ``||U(g)|| = alpha s ||g||``."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Conv2d(2, 4, 3)).double()
+    torch.manual_seed(1)
+    plain = make_rule("cfc", model, ALPHA, rank=2)
+    torch.manual_seed(1)
+    normed = make_rule("cfc", model, ALPHA, rank=2, normalize=True)
+    grads = {k: torch.randn_like(p) for k, p in model.named_parameters()}
+    u, v = plain(grads), normed(grads)
+    for k, g in grads.items():
+        torch.testing.assert_close(v[k].norm(), ALPHA * g.norm())
+        torch.testing.assert_close(v[k], u[k] * (ALPHA * g.norm() / u[k].norm()))  # same direction
+    with torch.no_grad():
+        normed.transform_for("0.weight").scale.fill_(3.0)
+    torch.testing.assert_close(normed(grads)["0.weight"].norm(), 3 * ALPHA * grads["0.weight"].norm())
+    zero = {k: torch.zeros_like(g) for k, g in grads.items()}
+    assert all(torch.equal(x, torch.zeros_like(x)) for x in normed(zero).values())
+
+
 def test_cfc_glorot_init_scale():
     torch.manual_seed(0)
     model = build_model("lr", 1, in_features=4000, bias=False)
@@ -163,27 +227,137 @@ def test_paper_counts_linear_models():
     assert count_rule_parameters(make_rule("metasgd", omni, 0.9)) == 784 * 5
 
 
-@pytest.mark.parametrize("variant,cfc1,cfc10", [("omniglot", 8_095, 66_379),   # paper: 8,905 (typo)
-                                                ("cifarfs", 4_185, 34_317),
-                                                ("miniimagenet", 42_585, 349_197)])
-def test_cfc_counts_match_table_a3(variant, cfc1, cfc10):
-    with torch.device("meta"):
-        model = build_model("scnn", 10, variant=variant)
-        assert count_rule_parameters(make_rule("cfc", model, 0.5, rank=1)) == cfc1
-        assert count_rule_parameters(make_rule("cfc", model, 0.5, rank=10)) == cfc10
+def paper_dims(shape):
+    """``(n, m)`` as A.1.2 says: conv ``N x C x H x W`` -> ``n = HW, m = C`` (shared by the ``N``
+    filters), a matrix ``out x in`` -> ``(out, in)``, a vector of ``k`` -> ``(k, 1)``."""
+    if len(shape) == 4:
+        return shape[2] * shape[3], shape[1]
+    return (shape[0], shape[1]) if len(shape) == 2 else (shape[0], 1)
 
 
-@pytest.mark.parametrize("variant,depth,ours", [("omniglot", "scnn", 132_552), ("omniglot", "cnn", 264_296),
-                                                ("cifarfs", "scnn", 34_280), ("cifarfs", "cnn", 67_720),
-                                                ("miniimagenet", "scnn", 2_590_184),
-                                                ("miniimagenet", "cnn", 2_623_624)])
-def test_kfc_counts_of_the_docstring_table(variant, depth, ours):
-    with torch.device("meta"):
-        model = build_model(depth, 10, variant=variant)
-        assert count_rule_parameters(make_rule("kfc", model, 0.5, layers=4)) == ours
-        n_transforms = len(list(model.parameters()))
-        assert count_rule_parameters(make_rule("kfc", model, 0.5, normalize=True)) == ours + n_transforms
-        assert count_rule_parameters(make_rule("metasgd", model, 0.5)) == count_parameters(model)
+def meta_model(depth, variant):
+    with torch.device("meta"):                        # shapes only
+        return build_model(depth, 10, variant=variant)
+
+
+# Table A3, "Optimizer Parameters" (mini-ImageNet KFC printed as 2.60M / 2.63M)
+TABLE_A3_KFC = [("omniglot", "scnn", 134_171), ("omniglot", "cnn", 267_451),
+                ("cifarfs", "scnn", 35_117), ("cifarfs", "cnn", 69_325),
+                ("miniimagenet", "scnn", "2.60M"), ("miniimagenet", "cnn", "2.63M")]
+TABLE_A3_CFC = [("omniglot", 8_905, 66_379), ("cifarfs", 4_185, 34_317),
+                ("miniimagenet", 42_585, 349_197)]
+KFC_A3 = {"layers": 4, "normalize": True, "factor": "elementwise"}   # the experiments' KFC
+
+
+def as_printed(count, paper):
+    """``count`` at the table's precision: ``2_598_701 -> "2.60M"`` when ``paper`` is ``"x.xxM"``."""
+    return f"{count / 1e6:.2f}M" if isinstance(paper, str) else count
+
+
+@pytest.mark.parametrize("variant,depth,paper", TABLE_A3_KFC)
+def test_kfc_counts_are_table_a3(variant, depth, paper):
+    """Four bias-free maps and one ``n x m`` learnable factor per model parameter, A.1.2."""
+    model = meta_model(depth, variant)
+    dims = [paper_dims(p.shape) for p in model.parameters()]
+    maps = sum(4 * (n * n + m * m) for n, m in dims)
+    formula = sum(4 * (n * n + m * m) + n * m for n, m in dims)
+    count = count_rule_parameters(make_rule("kfc", model, 0.5, **KFC_A3))
+    assert count == formula
+    assert as_printed(count, paper) == paper
+    # the other reading of the extra n x m tensor: the last map's output bias, no factor
+    assert count_rule_parameters(make_rule("kfc", model, 0.5, layers=4, normalize=True,
+                                           factor="none", output_bias=True)) == formula
+    # a scalar factor, or none at all, misses the table
+    assert count_rule_parameters(make_rule("kfc", model, 0.5, layers=4)) == maps
+    assert count_rule_parameters(make_rule("kfc", model, 0.5, layers=4, normalize=True,
+                                           factor="scalar")) == maps + len(dims)
+    assert as_printed(maps + len(dims), paper) != paper
+    assert count_rule_parameters(make_rule("metasgd", model, 0.5)) == count_parameters(model)
+
+
+def test_the_experiments_kfc_is_table_a3s():
+    from maml_probe.experiments.settings import RULE_NAME, RULE_OPTIONS
+
+    assert (RULE_NAME["kfc"], RULE_OPTIONS["kfc"]) == ("kfc", KFC_A3)
+    model = meta_model("scnn", "omniglot")
+    assert count_rule_parameters(make_rule("kfc", model, 0.5, **RULE_OPTIONS["kfc"])) == 134_171
+
+
+@pytest.mark.parametrize("variant,paper1,paper10", TABLE_A3_CFC)
+def test_cfc_counts_are_table_a3(variant, paper1, paper10):
+    """``(4 r + 1) sum_p n_p m_p``: four rank-r maps ``L in R^{nm x r}`` and a bias of ``nm``."""
+    model = meta_model("scnn", variant)
+    dims = [paper_dims(p.shape) for p in model.parameters()]
+    D = sum(n * m for n, m in dims)
+    cfc1 = count_rule_parameters(make_rule("cfc", model, 0.5, rank=1))
+    cfc10 = count_rule_parameters(make_rule("cfc", model, 0.5, rank=10))
+    assert (cfc1, cfc10) == (5 * D, 41 * D)
+    assert cfc10 == paper10
+    if variant == "omniglot":                          # printed 8,905: the digits of 8,095 swapped
+        assert paper1 == 8_905 and cfc1 == 8_095 and sorted(str(cfc1)) == sorted(str(paper1))
+    else:
+        assert cfc1 == paper1
+    normed = count_rule_parameters(make_rule("cfc", model, 0.5, rank=1, normalize=True))
+    assert normed == 5 * D + len(dims)                # one learnable s per model parameter
+
+
+# --- update / gradient norm ratio at initialisation ------------------------------------------
+
+def test_update_gradient_ratio_is_alpha_for_maml_and_the_rules_equal_to_it():
+    model, batch = small_model("cnn"), small_batch("cnn")
+    for name in ("maml", "metasgd", "mc", "klin"):
+        df = update_gradient_ratio(model, make_rule(name, model, ALPHA), batch)
+        assert len(df) == 2 * len(list(model.parameters()))            # tasks x parameters
+        assert set(df["layer"]) == {"C1", "C2", "FC"}
+        np.testing.assert_allclose(df["ratio"], ALPHA, rtol=1e-5)
+        np.testing.assert_allclose(df["cosine"], 1.0, rtol=1e-5)
+
+
+def test_update_gradient_ratio_of_kfc_is_that_of_alpha_relu_g():
+    """At initialisation KFC computes ``alpha relu(g)``: ratio ``alpha ||relu(g)|| / ||g||``."""
+    model, batch = small_model("cnn"), small_batch("cnn")
+    df = update_gradient_ratio(model, make_rule("kfc", model, ALPHA, layers=4, normalize=True), batch)
+    for t in range(2):
+        loss = task_loss(model(batch.support_x[t]), batch.support_y[t])
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        rows = df[df["task"] == t].set_index("parameter")
+        for (name, _), g in zip(model.named_parameters(), grads):
+            expected = float(ALPHA * torch.relu(g).norm() / g.norm())
+            assert rows.loc[name, "ratio"] == pytest.approx(expected, rel=1e-5, abs=1e-12)
+            if expected > 0:                           # relu(g) = 0: no update, no cosine
+                assert rows.loc[name, "cosine"] == pytest.approx(expected / ALPHA, rel=1e-5)
+            else:
+                assert np.isnan(rows.loc[name, "cosine"])
+
+
+def test_update_gradient_ratio_shows_the_papers_cfc_starting_small_and_cfc_normalize_at_alpha():
+    torch.manual_seed(0)
+    model = build_model("scnn", 10, variant="omniglot")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 20, 1, 28, 28, generator=g)
+    y = torch.arange(10).repeat(2)[None]
+    batch = TaskBatch(x, y, x, y)
+    torch.manual_seed(0)
+    paper = update_gradient_ratio(model, make_rule("cfc", model, ALPHA, rank=1), batch)
+    normed = update_gradient_ratio(model, make_rule("cfc", model, ALPHA, rank=1, normalize=True), batch)
+    big = paper["numel"] >= 640                       # second conv weight, FC weight
+    assert (paper.loc[big, "ratio"] < 1e-3 * ALPHA).all()
+    np.testing.assert_allclose(normed["ratio"], ALPHA, rtol=1e-5)
+
+
+# --- finite differences through the options the experiments use -----------------------------
+
+# (the output-bias reading runs on the LinNet: on the gradcheck CNN a ReLU input of that
+# rule sits within 1e-6 of its kink, where central differences of step 1e-6 cannot agree)
+@pytest.mark.parametrize("kind,name,kwargs", [
+    ("cnn", "kfc", {"layers": 2, "normalize": True, "factor": "scalar"}),
+    ("linnet", "kfc", {"layers": 2, "normalize": True, "factor": "none", "output_bias": True}),
+    ("cnn", "cfc", {"rank": 2, "layers": 2, "normalize": True}),
+    ("cnn", "cfc", {"rank": 2, "layers": 2})])
+@pytest.mark.parametrize("wrt", ["theta", "xi"])
+def test_meta_gradient_of_the_rule_options_matches_finite_differences(kind, name, kwargs, wrt):
+    model, rule, batch = gradcheck_setup(kind, name, **kwargs)
+    check_directional(model, rule, batch, wrt)
 
 
 # --- inner-loop adaptation of xi, dtypes, checkpoints --------------------------------------------
@@ -324,3 +498,11 @@ def test_bad_arguments_raise_value_errors_naming_them():
         make_rule("cfc", model, ALPHA, gain=0.0)
     with pytest.raises(ValueError, match="rank"):
         make_rule("klin", model, ALPHA, rank=3)     # unknown option for this rule
+    with pytest.raises(ValueError, match="factor"):
+        make_rule("kfc", model, ALPHA, normalize=True, factor="rowwise")
+    with pytest.raises(ValueError, match="normalize"):
+        make_rule("kfc", model, ALPHA, factor="scalar")
+    with pytest.raises(ValueError, match="output_bias"):
+        make_rule("kfc", model, ALPHA, bias=True, output_bias=True)
+    with pytest.raises(ValueError, match="normalize"):
+        make_rule("mc", model, ALPHA, normalize=True)

@@ -154,3 +154,14 @@ def test_bad_values_create_no_folder(tmp_path):
         run_notebook(EXPERIMENTS["E1"], "smoke", {}, root=root, name="../outside", progress=False)
     assert not root.exists()
     check_parameters(EXPERIMENTS["E1"], {"seed": 3, "overrides": {"iterations": 2}})
+
+
+def test_a_damaged_checkpoint_is_reported_as_damaged_not_as_old(tmp_path):
+    """Bytes that happen to parse as a pickle 'GLOBAL' opcode are damage, not an old format."""
+    from maml_probe.checkpoint import load_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"corrupted bytes here")
+    with pytest.raises(ValueError, match="damaged or not a checkpoint.*delete it") as info:
+        load_checkpoint(path)
+    assert "convert" not in str(info.value)

@@ -125,8 +125,9 @@ def cached_array(cache_dir: Path, key: str, sources: Iterable[Path], options: di
         npy = save(cache_dir, key, array, meta)
     except OSError as exc:
         warnings.warn(f"could not write the cache to {cache_dir} ({exc}); the data is used "
-                      f"without caching. Set cache_dir= or $MAML_PROBE_CACHE to a writable folder.")
-        return array, dict(meta, cache_hit=False)
+                      f"without caching. Set cache_dir= or $MAML_PROBE_CACHE to a writable folder.",
+                      stacklevel=2)
+        return array, dict(meta, cache_hit=False, cached=False, shape=list(array.shape))
     if mmap:
         array = np.load(npy, mmap_mode="c")
     return array, dict(meta, cache_hit=False, shape=list(array.shape))

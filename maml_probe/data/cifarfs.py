@@ -28,12 +28,15 @@ from tqdm.auto import tqdm
 from . import cache as cache_mod
 from .dataset import FewShotDataset, from_numpy
 from .errors import IntegrityError, corrupt_source, missing_dataset
+from .locations import SPLITS, candidate_dirs, check_choice
+from .locations import cache_dir as default_cache_dir
 from .safe_pickle import UnsafePickleError, safe_loads
-from .locations import SPLITS, cache_dir as default_cache_dir, candidate_dirs, check_choice
 
 ARCHIVE = "cifar-100-python.tar.gz"
 FOLDER = "cifar-100-python"
 PARTS = ("train", "test", "meta")
+#: How the sampler scales pixels (recorded in every loaded split's ``info``).
+NORMALISATION = "x / 255 per channel, values in [0, 1]"
 SPLIT_DIR = Path(__file__).resolve().parent / "splits"
 
 #: The 100 CIFAR-100 fine labels in label-index order (as in ``meta['fine_label_names']``).
@@ -149,5 +152,5 @@ def load_cifarfs(root: str | os.PathLike | None = None, cache_dir: str | os.Path
                          f"{meta['sources'][0]['path']}")
     idx = [index[n] for n in wanted]
     info = {"source": meta["sources"], "cache": meta.get("key"), "cache_hit": meta["cache_hit"],
-            "normalisation": "x / 255 per channel, values in [0, 1]"}
+            "normalisation": NORMALISATION}
     return from_numpy("cifarfs", split, np.ascontiguousarray(array[idx]), wanted, info)

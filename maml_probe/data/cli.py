@@ -13,7 +13,8 @@ from typing import Sequence
 
 from . import download as dl
 from .errors import IntegrityError
-from .locations import DATASETS, SPLITS, cache_dir, data_dir
+from .locations import cache_dir, data_dir
+from .registry import dataset_names, dataset_specs, get_spec
 
 DESCRIPTION = ("Download, install and prepare the few-shot datasets. Data goes to --root "
                "(default $MAML_PROBE_DATA or <project>/data), caches to --cache-dir "
@@ -29,14 +30,24 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def populate(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``download`` / ``prepare`` / ``info`` sub-commands to ``parser``."""
+    """Add the ``download`` / ``prepare`` / ``info`` sub-commands to ``parser``.
+
+    The dataset choices are the datasets read from disk that are registered now.
+
+    Args:
+        parser: The parser of ``maml-probe data`` (or of ``python -m maml_probe.data``).
+
+    Returns:
+        ``parser``.
+    """
+    names = dataset_names(on_disk=True)
     sub = parser.add_subparsers(dest="data_command", metavar="{download,prepare,info}")
     sub.required = True
     d = sub.add_parser("download", help="download a dataset (or install one with --from PATH)",
                        description="Download the official archives, verify them (size, "
                        "checksum, archive integrity) and build the cache. mini-ImageNet has "
                        "no official host: use --from PATH.")
-    d.add_argument("dataset", choices=DATASETS)
+    d.add_argument("dataset", choices=names)
     d.add_argument("--from", dest="from_path", metavar="PATH",
                    help="install an archive or folder you already have instead of downloading")
     d.add_argument("--md5", help="expected md5 of the --from archive")
@@ -49,7 +60,7 @@ def populate(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d.add_argument("--no-prepare", action="store_true", help="do not build the cache")
     _common(d)
     p = sub.add_parser("prepare", help="build the cache of an installed dataset")
-    p.add_argument("dataset", choices=(*DATASETS, "all"))
+    p.add_argument("dataset", choices=(*names, "all"))
     _common(p)
     i = sub.add_parser("info", help="show where data and caches are and what is installed")
     _common(i)
@@ -57,55 +68,54 @@ def populate(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def add_data_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``data`` on a top-level CLI's subparsers; returns the ``data`` parser."""
+    """Register ``data`` on a top-level CLI's subparsers.
+
+    Args:
+        subparsers: The top-level CLI's subparsers.
+
+    Returns:
+        The ``data`` parser.
+    """
     return populate(subparsers.add_parser("data", help="download and prepare datasets",
                                           description=DESCRIPTION))
 
 
 def prepare(dataset: str, root: str | None, cache: str | None, progress: bool = True) -> list[str]:
-    """Build (or check) the caches of ``dataset``; returns one line per cache."""
-    from .cifarfs import cifar100_classes
-    from .miniimagenet import load_miniimagenet
-    from .omniglot import omniglot_characters
+    """Build (or check) the caches of ``dataset`` with its spec's ``prepare``.
 
+    Args:
+        dataset: A dataset read from disk.
+        root: The data directory.
+        cache: The cache directory.
+        progress: Show progress bars.
+
+    Returns:
+        One line per cache: its shape and whether it was built or up to date.
+    """
+    spec = get_spec(dataset, on_disk=True)
+    if spec.prepare is None:
+        return [f"{dataset}: nothing to prepare"]
     lines = []
-
-    def report(name: str, start: float, meta: dict) -> None:
+    start = time.perf_counter()
+    for name, meta in spec.prepare(root, cache, progress):
         state = "up to date" if meta.get("cache_hit") else f"built in {meta['build_seconds']:.1f} s"
+        if meta.get("cached") is False:
+            state += " but not saved (the cache folder is not writable; set --cache-dir)"
         lines.append(f"{name}: {tuple(meta['shape'])} uint8, cache {state} "
                      f"({time.perf_counter() - start:.1f} s)")
-
-    if dataset == "omniglot":
-        t = time.perf_counter()
-        report("omniglot", t, omniglot_characters(root, cache, progress=progress)[1])
-    elif dataset == "cifarfs":
-        t = time.perf_counter()
-        report("cifar-100 (CIFAR-FS)", t, cifar100_classes(root, cache, progress=progress)[1])
-    else:
-        for split in SPLITS:
-            t = time.perf_counter()
-            ds = load_miniimagenet(root, cache, split, progress=progress, mmap=True)
-            report(f"mini-imagenet {split}", t, dict(ds.info, shape=list(ds.images.shape),
-                                                     build_seconds=time.perf_counter() - t))
+        start = time.perf_counter()
     return lines
 
 
 def _info(root: str | None, cache: str | None) -> None:
-    from .cifarfs import find_source as cifar_source
-    from .miniimagenet import find_source as mini_source
-    from .omniglot import find_sources as omni_sources
-
     print(f"data directory:  {data_dir(root)}")
     print(f"cache directory: {cache_dir(cache, root)}")
-    finders = {"omniglot": lambda: omni_sources(root),
-               "cifarfs": lambda: [cifar_source(root)],
-               "miniimagenet": lambda: [p for s in SPLITS for p in mini_source(root, s)[1][:1]]}
-    for name, find in finders.items():
+    for spec in dataset_specs(on_disk=True):
         try:
-            print(f"  {name}: installed ({', '.join(str(p) for p in find())})")
+            print(f"  {spec.name}: installed ({', '.join(str(p) for p in spec.find_sources(root))})")
         except FileNotFoundError:
-            print(f"  {name}: not installed (maml-probe data download {name}"
-                  f"{' --from PATH' if name == 'miniimagenet' else ''})")
+            print(f"  {spec.name}: not installed (maml-probe data download {spec.name}"
+                  f"{'' if spec.remotes else ' --from PATH'})")
     for meta_file in sorted(cache_dir(cache, root).glob("*.json")):
         try:
             meta = json.loads(meta_file.read_text())
@@ -126,10 +136,8 @@ def _download(args: argparse.Namespace) -> None:
                     None: ""}[official]
             print(f"installed {p}{note}")
     else:
-        if args.dataset == "miniimagenet":
-            raise FileNotFoundError(dl.MINIIMAGENET_HOWTO)
-        checksums = ({r.filename: {} for r in dl.REMOTES[args.dataset]} if args.no_checksum
-                     else None)
+        remotes = get_spec(args.dataset, on_disk=True).remotes
+        checksums = {r.filename: {} for r in remotes} if args.no_checksum else None
         for p in dl.download_dataset(args.dataset, args.root, base_url=args.mirror,
                                      checksums=checksums, progress=progress):
             print(f"downloaded and verified {p}")
@@ -139,12 +147,20 @@ def _download(args: argparse.Namespace) -> None:
 
 
 def run_data_command(args: argparse.Namespace) -> int:
-    """Run a parsed ``data`` command; prints errors to stderr; returns the exit status."""
+    """Run a parsed ``data`` command, printing errors to stderr.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        The exit status: 0 on success, 1 on an error.
+    """
     try:
         if args.data_command == "download":
             _download(args)
         elif args.data_command == "prepare":
-            for name in (DATASETS if args.dataset == "all" else (args.dataset,)):
+            names = dataset_names(on_disk=True) if args.dataset == "all" else (args.dataset,)
+            for name in names:
                 for line in prepare(name, args.root, args.cache_dir, not args.quiet):
                     print(line)
         else:
@@ -156,7 +172,14 @@ def run_data_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m maml_probe.data ...``"""
+    """``python -m maml_probe.data ...``.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
     parser = populate(argparse.ArgumentParser(prog="python -m maml_probe.data",
                                               description=DESCRIPTION))
     return run_data_command(parser.parse_args(argv))

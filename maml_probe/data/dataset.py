@@ -35,14 +35,17 @@ class FewShotDataset:
 
     @property
     def num_classes(self) -> int:
+        """Number of classes in the split."""
         return int(self.images.shape[0])
 
     @property
     def images_per_class(self) -> int:
+        """Images per class (the same for every class)."""
         return int(self.images.shape[1])
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of one image."""
         return tuple(self.images.shape[2:])  # type: ignore[return-value]
 
     def __len__(self) -> int:

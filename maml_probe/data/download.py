@@ -9,14 +9,9 @@ stops early keeps its ``.part`` (a prefix of the file) so that rerunning resumes
 checksum or integrity failure deletes the ``.part``. Nothing is ever cached from a file that
 failed a check.
 
-Official sources and checksums:
-
-* Omniglot: github.com/brendenlake/omniglot ``python/images_{background,evaluation}.zip``;
-  md5 ``68d2efa1…e718`` / ``6b91aef0…c811`` are the values torchvision publishes for these
-  archives (the project did not obtain the archives to re-derive them here).
-* CIFAR-100: www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz, published md5
-  ``eb9058c3a382ffc7106e4002c42a8d85``.
-* mini-ImageNet: no official public host; install a copy with ``install_from_path``.
+The official sources and their checksums are the ``remotes`` of each dataset's
+:class:`~maml_probe.data.spec.DatasetSpec` (modules in :mod:`maml_probe.data.specs`); a dataset
+without public host (mini-ImageNet) says how to obtain it in ``manual_download``.
 
 ``install_from_path`` copies (or symlinks) an archive or folder the user already has into
 ``<data dir>/<dataset>/`` after the same integrity checks; a checksum is checked only when
@@ -34,51 +29,18 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 from tqdm.auto import tqdm
 
-from .errors import LAYOUTS, IntegrityError
-from .locations import DATASET_DIRS, check_choice, data_dir
+from .errors import IntegrityError
+from .locations import dataset_dir
+from .registry import get_spec
+from .spec import Remote
 
-
-@dataclass(frozen=True)
-class Remote:
-    """One downloadable file: final name, URL and known checksums (None = unknown)."""
-
-    filename: str
-    url: str
-    md5: str | None = None
-    sha256: str | None = None
-
-
-_OMNIGLOT = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
-REMOTES: dict[str, tuple[Remote, ...]] = {
-    "omniglot": (
-        Remote("images_background.zip", _OMNIGLOT + "images_background.zip",
-               md5="68d2efa1b9178cc56df9314c21c6e718"),
-        Remote("images_evaluation.zip", _OMNIGLOT + "images_evaluation.zip",
-               md5="6b91aef0f799c5bb55b94e3f2daec811"),
-    ),
-    "cifarfs": (
-        Remote("cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-               md5="eb9058c3a382ffc7106e4002c42a8d85"),
-    ),
-    "miniimagenet": (),
-}
-
-MINIIMAGENET_HOWTO = """\
-mini-ImageNet has no official public download. Obtain it in one of these forms:
-  * the Ravi & Larochelle layout: images/*.jpg (84x84) plus train.csv, val.csv, test.csv,
-    made with their script (github.com/twitter/meta-learning-lstm) from the ILSVRC-2012
-    training images (image-net.org, free for non-commercial research after registration);
-  * the pickle caches mini-imagenet-cache-{train,val,test}.pkl shared by several few-shot
-    repositories.
-Then install it with:  maml-probe data download miniimagenet --from PATH
-(PATH: the folder holding images/ and the csv files, the folder holding the .pkl files, or
-one .pkl file), or point root= / $MAML_PROBE_DATA at the folder that holds mini-imagenet/."""
+__all__ = ["Remote", "file_digests", "check_archive", "verify", "fetch", "download_dataset",
+           "install_from_path", "official_checksum_matches"]
 
 
 def file_digests(path: Path, chunk_size: int = 1 << 20) -> dict[str, str]:
@@ -201,16 +163,28 @@ def download_dataset(dataset: str, root: str | os.PathLike | None = None, *,
                      progress: bool = True, timeout: float = 60.0) -> list[Path]:
     """Download the official files of ``dataset`` into ``<data dir>/<dataset folder>/``.
 
-    ``base_url`` replaces the host and folder of every file (a mirror); ``checksums`` maps a
-    file name to ``{"md5": ..., "sha256": ...}`` replacing the official values (``None``
-    values mean: integrity check only).
+    Args:
+        dataset: A dataset read from disk with download sources (its spec's ``remotes``).
+        root: The data directory (default ``$MAML_PROBE_DATA`` or ``<project>/data``).
+        base_url: Replaces the host and folder of every file (a mirror).
+        checksums: Maps a file name to ``{"md5": ..., "sha256": ...}`` replacing the official
+            values (``None`` values mean: integrity check only).
+        progress: Show a progress bar per file.
+        timeout: Seconds to wait for the server.
+
+    Returns:
+        The installed files.
+
+    Raises:
+        FileNotFoundError: The dataset has no public host; the message says how to get it.
     """
-    check_choice("dataset", dataset, tuple(REMOTES))
-    if not REMOTES[dataset]:
-        raise FileNotFoundError(MINIIMAGENET_HOWTO)
-    target = data_dir(root) / DATASET_DIRS[dataset]
+    spec = get_spec(dataset, on_disk=True)
+    if not spec.remotes:
+        raise FileNotFoundError(spec.manual_download or f"{dataset} has no download source; "
+                                f"install a copy with --from PATH")
+    target = dataset_dir(dataset, root)
     out = []
-    for remote in REMOTES[dataset]:
+    for remote in spec.remotes:
         url = f"{base_url.rstrip('/')}/{remote.filename}" if base_url else remote.url
         sums = dict(checksums[remote.filename]) if checksums and remote.filename in checksums \
             else {"md5": remote.md5, "sha256": remote.sha256}
@@ -248,69 +222,53 @@ def _copy_tree(src: Path, dest: Path, symlink: bool) -> Path:
     return dest
 
 
-def _plan(dataset: str, path: Path) -> list[tuple[Path, str]]:
-    """(source, name inside the dataset folder) pairs that ``install_from_path`` installs."""
-    if dataset == "omniglot":
-        names = ("images_background", "images_evaluation")
-        if path.is_file() and path.suffix == ".zip":
-            if path.stem in names:
-                return [(path, path.name)]
-            check_archive(path)
-            top = {n.split("/", 1)[0] for n in zipfile.ZipFile(path).namelist()} & set(names)
-            return [(path, f"{top.pop()}.zip")] if len(top) == 1 else []
-        if path.is_dir():
-            zips = [(path / f"{n}.zip", f"{n}.zip") for n in names if (path / f"{n}.zip").is_file()]
-            return zips or [(path / n, n) for n in names if (path / n).is_dir()]
-    elif dataset == "cifarfs":
-        if path.is_file() and path.name.endswith((".tar.gz", ".tgz")):
-            return [(path, "cifar-100-python.tar.gz")]
-        for d in (path, path / "cifar-100-python"):
-            if d.is_file() and d.name.endswith(".tar.gz"):
-                return [(d, "cifar-100-python.tar.gz")]
-            if d.is_dir() and all((d / p).is_file() for p in ("train", "test", "meta")):
-                return [(d, "cifar-100-python")]
-        if (path / "cifar-100-python.tar.gz").is_file():
-            return [(path / "cifar-100-python.tar.gz", "cifar-100-python.tar.gz")]
-    elif dataset == "miniimagenet":
-        if path.is_file() and path.suffix == ".pkl":
-            return [(path, path.name)]
-        if path.is_dir():
-            pkls = sorted(path.glob("mini-imagenet-cache-*.pkl"))
-            csvs = [path / f"{s}.csv" for s in ("train", "val", "test") if (path / f"{s}.csv").is_file()]
-            plan = [(p, p.name) for p in pkls]
-            if csvs and (path / "images").is_dir():
-                plan += [(c, c.name) for c in csvs] + [(path / "images", "images")]
-            return plan
-    return []
-
-
 def install_from_path(dataset: str, path: str | os.PathLike, root: str | os.PathLike | None = None,
                       *, md5: str | None = None, sha256: str | None = None,
                       symlink: bool = False) -> list[Path]:
     """Install an archive or folder the user has into ``<data dir>/<dataset folder>/``.
 
-    Archives are integrity-checked (and checksummed when ``md5``/``sha256`` is given) before
-    anything is copied; ``symlink=True`` links instead of copying. Returns installed paths.
+    What is taken from ``path`` is the dataset spec's ``install_plan``. Archives are
+    integrity-checked (and checksummed when ``md5``/``sha256`` is given) before anything is
+    copied.
+
+    Args:
+        dataset: A dataset read from disk.
+        path: The archive or folder to install (or a folder that holds it).
+        root: The data directory (default ``$MAML_PROBE_DATA`` or ``<project>/data``).
+        md5: Expected md5 of the archive(s), if known.
+        sha256: Expected sha256 of the archive(s), if known.
+        symlink: Link instead of copying.
+
+    Returns:
+        The installed paths.
     """
-    check_choice("dataset", dataset, tuple(REMOTES))
+    spec = get_spec(dataset, on_disk=True)
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"--from path {path} does not exist")
-    plan = _plan(dataset, path)
+    plan = spec.install_plan(path) if spec.install_plan else []
     if not plan:
         raise FileNotFoundError(f"{path} does not hold a {dataset} dataset in a known form. "
-                                f"Expected (inside it, or it itself):\n{LAYOUTS[dataset]}")
+                                f"Expected (inside it, or it itself):\n{spec.layout}")
     for src, _ in plan:
         if src.is_file():
             verify(src, md5, sha256)
-    target = data_dir(root) / DATASET_DIRS[dataset]
+    target = dataset_dir(dataset, root)
     return [(_copy_tree if src.is_dir() else _copy_file)(src, target / name, symlink)
             for src, name in plan]
 
 
 def official_checksum_matches(dataset: str, path: Path) -> bool | None:
-    """Whether an installed file matches its official md5 (None: no official checksum)."""
-    for remote in REMOTES.get(dataset, ()):
+    """Whether an installed file matches its official md5.
+
+    Args:
+        dataset: A dataset read from disk.
+        path: An installed file.
+
+    Returns:
+        ``True``/``False``, or ``None`` when the file has no official checksum.
+    """
+    for remote in get_spec(dataset, on_disk=True).remotes:
         if remote.filename == path.name and remote.md5:
             return file_digests(path)["md5"] == remote.md5
     return None

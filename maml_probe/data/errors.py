@@ -1,25 +1,14 @@
-"""Error types and the messages that tell a user how to fix a missing or broken dataset."""
+"""Error types and the messages that tell a user how to fix a missing or broken dataset.
+
+The expected layout and the install command of each dataset come from its
+:class:`~maml_probe.data.spec.DatasetSpec` (``layout``, ``install_command``).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
 
-#: Expected on-disk layout of each dataset, shown when it is missing.
-LAYOUTS = {
-    "omniglot": (
-        "omniglot/images_background.zip and omniglot/images_evaluation.zip (the official\n"
-        "archives), or the extracted folders omniglot/images_background/<Alphabet>/characterNN/*.png\n"
-        "and omniglot/images_evaluation/<Alphabet>/characterNN/*.png"
-    ),
-    "miniimagenet": (
-        "mini-imagenet/images/*.jpg with mini-imagenet/{train,val,test}.csv (Ravi & Larochelle\n"
-        "layout, rows 'filename,label'), or mini-imagenet/mini-imagenet-cache-{train,val,test}.pkl"
-    ),
-    "cifarfs": (
-        "cifar-fs/cifar-100-python.tar.gz (the official CIFAR-100 python archive), or the\n"
-        "extracted folder cifar-fs/cifar-100-python/{train,test,meta}"
-    ),
-}
+from .registry import get_spec
 
 
 class IntegrityError(ValueError):
@@ -27,28 +16,50 @@ class IntegrityError(ValueError):
 
 
 def install_command(dataset: str) -> str:
-    """The CLI commands that install ``dataset``."""
-    if dataset == "miniimagenet":
-        return ("maml-probe data download miniimagenet --from PATH   "
-                "(no official public host; see data/README.md for how to obtain it)")
-    return (f"maml-probe data download {dataset}   "
-            f"(or, with a copy you already have: maml-probe data download {dataset} --from PATH)")
+    """The CLI commands that install ``dataset``.
+
+    Args:
+        dataset: A dataset read from disk.
+
+    Returns:
+        The command line(s), as shown in error messages.
+    """
+    return get_spec(dataset, on_disk=True).install_command
 
 
 def missing_dataset(dataset: str, searched: Sequence[Path], what: str = "") -> FileNotFoundError:
-    """A ``FileNotFoundError`` naming the folders searched, the layout and the install command."""
+    """A ``FileNotFoundError`` naming the folders searched, the layout and the install command.
+
+    Args:
+        dataset: The dataset that was not found.
+        searched: Paths looked at, in order.
+        what: Which part was missing (e.g. ``"split 'val'"``), if not all of it.
+
+    Returns:
+        The error, for the caller to raise.
+    """
+    spec = get_spec(dataset, on_disk=True)
     where = "\n".join(f"  {p}" for p in searched)
     detail = f" ({what})" if what else ""
     return FileNotFoundError(
         f"{dataset} dataset not found{detail}. Searched:\n{where}\n"
-        f"Expected layout inside the data directory:\n{LAYOUTS[dataset]}\n"
-        f"Install it with: {install_command(dataset)}\n"
+        f"Expected layout inside the data directory:\n{spec.layout}\n"
+        f"Install it with: {spec.install_command}\n"
         f"or point root= / $MAML_PROBE_DATA at the directory that holds it."
     )
 
 
 def corrupt_source(path: Path, dataset: str, reason: object) -> IntegrityError:
-    """An ``IntegrityError`` for a broken source file, with the re-install command."""
+    """An ``IntegrityError`` for a broken source file, with the re-install command.
+
+    Args:
+        path: The broken file.
+        dataset: The dataset it belongs to.
+        reason: What is wrong with it (an exception or a message).
+
+    Returns:
+        The error, for the caller to raise.
+    """
     return IntegrityError(
         f"{path} is corrupt or truncated ({reason}); nothing was cached. Delete it and "
         f"reinstall with: {install_command(dataset)}"

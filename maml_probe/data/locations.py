@@ -8,20 +8,20 @@
   never inside a ``root=`` given to a loader: such a root may be a shared or read-only copy,
   and a cache key records its source path, so caches of different roots do not collide.
 
-Inside the data directory each dataset has its own folder (see ``DATASET_DIRS``); a loader
-also accepts ``root`` pointing straight at that folder.
+Inside the data directory each dataset has its own folder (``folder`` of its
+:class:`~maml_probe.data.spec.DatasetSpec`); a loader also accepts ``root`` pointing straight
+at that folder.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from .registry import check_choice, get_spec
+
 DATA_ENV = "MAML_PROBE_DATA"
 CACHE_ENV = "MAML_PROBE_CACHE"
 
-#: Folder name of each dataset inside the data directory.
-DATASET_DIRS = {"omniglot": "omniglot", "miniimagenet": "mini-imagenet", "cifarfs": "cifar-fs"}
-DATASETS = tuple(DATASET_DIRS)
 SPLITS = ("train", "val", "test")
 
 
@@ -52,18 +52,30 @@ def cache_dir(cache: str | os.PathLike | None = None, root: str | os.PathLike | 
 
 
 def dataset_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
-    """``<data dir>/<dataset folder>`` (where downloads are installed)."""
-    check_choice("dataset", dataset, DATASETS)
-    return data_dir(root) / DATASET_DIRS[dataset]
+    """``<data dir>/<dataset folder>`` (where downloads are installed).
+
+    Args:
+        dataset: A dataset read from disk.
+        root: The data directory (default: see :func:`data_dir`).
+
+    Returns:
+        The dataset's folder (it may not exist yet).
+    """
+    return data_dir(root) / get_spec(dataset, on_disk=True).folder
 
 
 def candidate_dirs(dataset: str, root: str | os.PathLike | None = None) -> list[Path]:
-    """Folders searched for a dataset: ``<data dir>/<dataset folder>``, then ``root`` itself."""
-    base = data_dir(root)
-    return [base / DATASET_DIRS[dataset], base]
+    """Folders searched for a dataset: ``<data dir>/<dataset folder>``, then ``root`` itself.
+
+    Args:
+        dataset: A dataset read from disk.
+        root: The data directory (default: see :func:`data_dir`).
+
+    Returns:
+        The two folders, in search order.
+    """
+    return [dataset_dir(dataset, root), data_dir(root)]
 
 
-def check_choice(argument: str, value: str, allowed: tuple[str, ...]) -> None:
-    """``ValueError`` naming the argument and the allowed values if ``value`` is not one."""
-    if value not in allowed:
-        raise ValueError(f"{argument}={value!r} is not one of {', '.join(map(repr, allowed))}")
+__all__ = ["DATA_ENV", "CACHE_ENV", "SPLITS", "project_root", "data_dir", "cache_dir",
+           "dataset_dir", "candidate_dirs", "check_choice"]

@@ -33,14 +33,18 @@ from tqdm.auto import tqdm
 from . import cache as cache_mod
 from .dataset import FewShotDataset, from_numpy
 from .errors import IntegrityError, corrupt_source, missing_dataset
+from .locations import SPLITS, candidate_dirs, check_choice
+from .locations import cache_dir as default_cache_dir
 from .safe_pickle import UnsafePickleError, safe_load
-from .locations import SPLITS, cache_dir as default_cache_dir, candidate_dirs, check_choice
 
 SOURCES = ("auto", "pickle", "csv")
+#: How the sampler scales pixels (recorded in every loaded split's ``info``).
+NORMALISATION = "x / 255 per channel, values in [0, 1]"
 LANCZOS = getattr(Image, "Resampling", Image).LANCZOS  # Pillow < 9.1 has no Image.Resampling
 
 
 def pickle_name(split: str) -> str:
+    """File name of the pickled ``split`` in the common mini-ImageNet distribution."""
     return f"mini-imagenet-cache-{split}.pkl"
 
 
@@ -182,5 +186,5 @@ def load_miniimagenet(root: str | os.PathLike | None = None,
                                          options, build, mmap=mmap)
     info = {"source": meta["sources"], "format": kind, "cache": meta.get("key"),
             "cache_hit": meta["cache_hit"], "classes_limit": classes_limit,
-            "normalisation": "x / 255 per channel, values in [0, 1]"}
+            "normalisation": NORMALISATION}
     return from_numpy("miniimagenet", split, array, meta["class_names"], info)

@@ -44,13 +44,16 @@ from tqdm.auto import tqdm
 from . import cache as cache_mod
 from .dataset import FewShotDataset
 from .errors import corrupt_source, missing_dataset
-from .locations import SPLITS, cache_dir as default_cache_dir, candidate_dirs, check_choice
+from .locations import SPLITS, candidate_dirs, check_choice
+from .locations import cache_dir as default_cache_dir
 
 ARCHIVES = ("images_background", "images_evaluation")
 NUM_CHARACTERS = 1623
 DEFAULT_SPLIT_SIZES = (1100, 100, 423)
 DEFAULT_SPLIT_SEED = 0
 DEFAULT_ROTATIONS = (0, 90, 180, 270)
+#: How the sampler scales pixels (recorded in every loaded split's ``info``).
+NORMALISATION = "x / 255; ink = 1, background = 0"
 LANCZOS = getattr(Image, "Resampling", Image).LANCZOS  # Pillow < 9.1 has no Image.Resampling
 _BAD = (zipfile.BadZipFile, zlib.error, EOFError, OSError, UnidentifiedImageError, ValueError)
 
@@ -190,5 +193,5 @@ def load_omniglot(root: str | os.PathLike | None = None, cache_dir: str | os.Pat
     names = [f"{meta['class_names'][c]}/rot{r:03d}" for c in chars for r in rot]
     info = {"source": meta["sources"], "cache": meta.get("key"), "cache_hit": meta["cache_hit"],
             "split_sizes": list(split_sizes), "split_seed": split_seed, "rotations": list(rot),
-            "characters": chars.tolist(), "normalisation": "x / 255; ink = 1, background = 0"}
+            "characters": chars.tolist(), "normalisation": NORMALISATION}
     return FewShotDataset("omniglot", split, images, tuple(names), info)

@@ -40,6 +40,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        """Resolve a global only if it is on the allow list; anything else raises."""
         if (module, name) not in ALLOWED:
             raise UnsafePickleError(
                 f"{self.source} refers to {module}.{name}, which a dataset pickle never needs; "

@@ -7,29 +7,38 @@ the paper's settings, meant for a GPU) plus overrides, and returns tidy DataFram
 A run directory holds one subdirectory per trained model (its checkpoint) and one CSV per
 evaluated model. Running the same call again skips what is finished and resumes what is not:
 a model's CSV is only written after its training reached the configured iteration count.
+
+Under ``torchrun`` (:mod:`maml_probe.distributed`) every rank runs the same experiment code:
+training and test evaluation share their tasks across the ranks, and rank 0 writes the files.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from ..checkpoint import load_checkpoint
-from ..evaluation import evaluate
+from ..distributed import current_world, evaluate_shared
+from ..io import write_csv_atomic, write_json_atomic
 from ..stats import summarize
-from ..train import (NonFiniteLossError, TrainConfig, TrainResult, build_task_source,
-                     learner_from_config, load_learner, meta_train)
+from ..train import (
+    NonFiniteLossError,
+    TrainConfig,
+    TrainResult,
+    build_task_source,
+    learner_from_config,
+    load_learner,
+    meta_train,
+)
 
 SCALES = ("smoke", "cpu", "paper")
 
 
 def check_scale(scale: str) -> str:
+    """``scale`` if it is one of :data:`SCALES`, else ``ValueError``."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {list(SCALES)}, got {scale!r}")
     return scale
@@ -38,31 +47,6 @@ def check_scale(scale: str) -> str:
 def slug(label: str) -> str:
     """File-system name of a method label: ``'SCNN w/ KFC' -> 'scnn-w-kfc'``."""
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
-
-
-def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write ``df`` to ``path`` through a temp file and a rename (never a half-written CSV)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
-    return path
 
 
 @dataclass
@@ -101,8 +85,7 @@ def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike 
     sub = Path(run_dir) / slug(label) if run_dir is not None else None
     if sub is not None and (sub / "test.csv").exists() and (sub / "checkpoint.pt").exists():
         state = load_checkpoint(sub / "checkpoint.pt")
-        if state["iteration"] >= cfg.iterations and TrainConfig(**state["config"]) == cfg.replace(
-                iterations=state["config"]["iterations"]):
+        if state["iteration"] >= cfg.iterations and not cfg.differences(state["config"]):
             hist = pd.DataFrame(state["history"]).assign(method=label)
             return Trained(label, cfg, None, hist, pd.read_csv(sub / "test.csv"),
                            checkpoint=sub / "checkpoint.pt")
@@ -116,9 +99,11 @@ def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike 
     source = build_task_source(cfg, test_split, next(result.learner.parameters()).device)
     steps = cfg.steps if cfg.eval_steps is None else cfg.eval_steps
     mask = result.learner.resolve_mask(cfg.adapt_layers)
-    tests = evaluate(result.learner, source, steps=steps, num_tasks=test_tasks, seed=test_seed,
-                     adapt_mask=mask, progress=progress).assign(method=label)
-    if sub is not None:
+    world = current_world()
+    tests = evaluate_shared(result.learner, source, world=world, steps=steps,
+                            num_tasks=test_tasks, seed=test_seed, adapt_mask=mask,
+                            progress=progress and world.is_main).assign(method=label)
+    if sub is not None and world.is_main:
         write_csv_atomic(tests, sub / "test.csv")
     return Trained(label, cfg, result, result.history.assign(method=label), tests,
                    checkpoint=result.checkpoint)
@@ -161,7 +146,7 @@ def cached_table(path: str | os.PathLike | None, compute) -> pd.DataFrame:
     if path is not None and Path(path).exists():
         return pd.read_csv(path)
     df = compute()
-    if path is not None:
+    if path is not None and current_world().is_main:
         write_csv_atomic(df, path)
     return df
 

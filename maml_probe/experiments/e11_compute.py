@@ -16,15 +16,19 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..config import DTYPES, TrainConfig, learner_from_config
+from ..data.registry import paper_datasets
 from ..device import resolve_device
+from ..fast import choose_impl, tune_malloc
+from ..losses import task_loss
 from ..maml import meta_backward
 from ..tasks.base import TaskBatch
-from ..train import DTYPES, TrainConfig, learner_from_config
 from .settings import image_config, method_label
 
 ROWS = [("cnn", "maml"), ("cnn", "kfc"), ("scnn", "maml"), ("scnn", "kfc"), ("scnn", "cfc1"),
         ("scnn", "cfc10")]
-DATASETS = ("omniglot", "cifarfs", "miniimagenet")
+#: The datasets of Table A3, in the paper's order (those whose spec has paper settings).
+DATASETS = paper_datasets()
 REPEATS = {"smoke": 1, "cpu": 2, "paper": 5}
 
 
@@ -41,8 +45,14 @@ def random_batch(cfg: TrainConfig, input_shape: tuple[int, ...], device: torch.d
 
 
 def time_meta_step(cfg: TrainConfig, repeats: int = 3) -> float:
-    """Median seconds of one meta-gradient step of ``cfg`` (after a warm-up step)."""
+    """Median seconds of one meta-gradient step of ``cfg`` (after a warm-up step).
+
+    Runs ``cfg.engine`` and, like a training run, tunes the allocator first when
+    ``cfg.tune_malloc`` asks for it.
+    """
     device = resolve_device(cfg.device)
+    if cfg.tune_malloc and device.type == "cpu":
+        tune_malloc()
     torch.manual_seed(cfg.seed)
     learner = learner_from_config(cfg).to(device, DTYPES[cfg.dtype])
     model = learner.model
@@ -53,12 +63,22 @@ def time_meta_step(cfg: TrainConfig, repeats: int = 3) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        meta_backward(model, learner.rule, batch, steps=cfg.steps, first_order=cfg.first_order)
+        meta_backward(model, learner.rule, batch, steps=cfg.steps, first_order=cfg.first_order,
+                      impl=cfg.engine)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def engine_used(cfg: TrainConfig, learner) -> str:
+    """The engine :func:`~maml_probe.maml.meta_backward` runs for ``cfg`` (``auto`` resolved)."""
+    device = resolve_device(cfg.device)
+    choice = choose_impl(learner.model.to(device), learner.rule.to(device), device,
+                         loss_fn=task_loss, impl=cfg.engine, support_size=cfg.ways * cfg.shots,
+                         steps=cfg.steps, tasks=cfg.meta_batch)
+    return choice.impl
 
 
 def run(scale: str = "cpu", run_dir=None, *, datasets=DATASETS, rows=ROWS, device: str = "auto",
@@ -76,5 +96,6 @@ def run(scale: str = "cpu", run_dir=None, *, datasets=DATASETS, rows=ROWS, devic
                     **learner.param_counts(),
                     "seconds_per_iteration": time_meta_step(cfg, REPEATS[scale]),
                     "meta_batch": cfg.meta_batch, "ways": cfg.ways, "shots": cfg.shots,
-                    "steps": cfg.steps, "status": "ok"})
+                    "steps": cfg.steps, "engine": cfg.engine,
+                    "engine_used": engine_used(cfg, learner), "status": "ok"})
     return {"methods": pd.DataFrame(out)}

@@ -41,6 +41,7 @@ SCALES = {"smoke": dict(iterations=3, meta_batch=4, test_tasks=10),
 def configs(scale: str = "cpu", *, data_root: str | None = None, cache_dir: str | None = None,
             seed: int = 0, device: str = "auto", methods: list[str] | None = None,
             **overrides) -> dict[str, TrainConfig]:
+    """``label -> TrainConfig`` of each linear model and rule of Fig 1 right at ``scale``."""
     check_scale(scale)
     s = SCALES[scale]
     dataset_kwargs = {k: v for k, v in (("root", data_root), ("cache_dir", cache_dir)) if v}
@@ -49,6 +50,7 @@ def configs(scale: str = "cpu", *, data_root: str | None = None, cache_dir: str 
         spec = dict(METHODS[label])
         spec.setdefault("model_kwargs", {"bias": False})
         out[label] = TrainConfig(
+            tune_malloc=True,
             dataset="omniglot", dataset_kwargs=dataset_kwargs, ways=5, shots=1, queries=1, steps=2,
             outer_optimizer="adam", meta_batch=s["meta_batch"], iterations=s["iterations"],
             log_every=max(1, s["iterations"] // 50), checkpoint_every=max(1, s["iterations"] // 10),
@@ -58,6 +60,7 @@ def configs(scale: str = "cpu", *, data_root: str | None = None, cache_dir: str 
 
 def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *,
         test_tasks: int | None = None, progress: bool = True, **kwargs) -> dict[str, pd.DataFrame]:
+    """Train and test each method on Omniglot; tidy tables and ``results`` (Table 1, Omniglot row)."""
     out = run_methods(configs(scale, **kwargs), run_dir,
                       test_tasks=test_tasks or SCALES[scale]["test_tasks"], progress=progress)
     out["results"] = to_results(out["summary"].dropna(subset=["accuracy"]), table="1",

@@ -3,7 +3,7 @@
 Omniglot (10-way 5-shot, 4 steps) and CIFAR-FS (10-way 3-shot, 2 steps) at the ``paper`` scale;
 ``cpu`` and ``smoke`` shrink episodes and training as in :mod:`.settings`. Each method uses its
 paper adaptation rate (the 2-conv MAML model on Omniglot uses the SCNN's 0.8). The driver is
-:func:`maml_probe.probes.depth_sweep` (resumable).
+:func:`maml_probe.experiments.sweeps.depth_sweep` (resumable).
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import os
 
 import pandas as pd
 
-from ..probes import depth_sweep
 from ..runs import to_results
 from .settings import ALPHA, RULE_OPTIONS, image_config, num_test_tasks
+from .sweeps import depth_sweep
 
 DEPTHS = {"smoke": (1, 2), "cpu": (1, 2, 3, 4), "paper": (1, 2, 3, 4)}
 

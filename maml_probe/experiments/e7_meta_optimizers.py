@@ -23,6 +23,7 @@ UPPER_BOUND_STEPS = {"smoke": 5, "cpu": 100, "paper": 500}
 
 def configs(scale: str = "cpu", *, dataset: str = "omniglot", methods=METHODS, model: str = "scnn",
             **kwargs):
+    """``label -> TrainConfig`` of ``model`` with each method of ``methods`` on ``dataset``."""
     return {method_label(model, m): image_config(dataset, model, m, scale, **kwargs) for m in methods}
 
 

@@ -4,6 +4,13 @@
   4-conv CNN w/ MAML *pruned to the SCNN's size* ("PRUNE"): adapt, then zero every conv/linear
   weight whose magnitude is below the threshold that leaves as many nonzero parameters as the
   SCNN has (:func:`maml_probe.probes.threshold_for_count`, computed on the meta-learned weights).
+  Beside the paper's CFC1 and CFC10, **CFC1n** (not in the paper; ``cfc10n`` on request):
+  the paper's Glorot-initialised maps shrink the first updates to 1e-8 - 1e-2 of the
+  gradient's norm (rank 1; ``results/rules/``), so the paper's CFC starts adapting almost
+  nothing. CFC1n is CFC1 with ``normalize=True``, ``T(g) = s ||g|| net(g/||g||) /
+  ||net(g/||g||)||`` with ``s`` learnable from 1 (A.2.3 architecture, A.1.2's norm handling
+  plus an output normalisation; :mod:`maml_probe.rules.cholesky`): it starts with MAML's step
+  size ``alpha ||g||`` in the low-rank map's direction.
 - **E10** (Fig A.3): post-adaptation accuracy of that CNN over a sweep of thresholds.
 
 The paper's thresholds that reach the SCNN's size (0.30 Omniglot, 0.5 CIFAR-FS, 0.075
@@ -23,7 +30,7 @@ from ..train import build_task_source
 from .common import cached_table, run_methods, train_and_evaluate
 from .settings import image_config, method_label, num_test_tasks
 
-METHODS = ("maml", "cfc1", "cfc10", "kfc")
+METHODS = ("maml", "cfc1", "cfc10", "cfc1n", "kfc")
 PRUNE_LABEL = "CNN pruned to SCNN size"
 
 
@@ -37,8 +44,22 @@ def threshold_grid(target: float, points: int = 9) -> list[float]:
 def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset: str = "omniglot",
         methods=METHODS, prune: bool = True, progress: bool = True,
         **kwargs) -> dict[str, pd.DataFrame]:
-    """Train the SCNN methods and the pruned CNN; ``summary``, ``tests``, ``pruning`` (E10 sweep),
-    ``methods`` and ``results`` (Table A1)."""
+    """Train the SCNN methods and the pruned CNN (Table A1, Fig A.3).
+
+    Args:
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        run_dir: The run folder (``None``: nothing is written or read back).
+        dataset: ``omniglot``, ``cifarfs`` or ``miniimagenet``.
+        methods: SCNN methods of :data:`~maml_probe.experiments.settings.RULE_OPTIONS`
+            (default :data:`METHODS`: MAML, CFC1, CFC10, CFC1n, KFC).
+        prune: Also train the 4-conv CNN w/ MAML and run the pruning probe (E10).
+        progress: Show progress bars.
+        **kwargs: Passed to :func:`~maml_probe.experiments.settings.image_config`.
+
+    Returns:
+        ``summary``, ``tests``, ``history``, ``methods``, ``pruning`` (E10 sweep, with
+        ``prune``) and ``results`` (Table A1 rows).
+    """
     n = num_test_tasks(scale)
     cfgs = {method_label("scnn", m): image_config(dataset, "scnn", m, scale, **kwargs) for m in methods}
     out = run_methods(cfgs, run_dir, test_tasks=n, progress=progress)

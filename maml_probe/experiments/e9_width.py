@@ -1,7 +1,7 @@
 """E9 — Figure A.1: width (2..256) against depth (1-4 hidden layers) of LinNets on the synthetic
 tasks of E1 (same protocol and LinNet learning rates as E1 at each scale).
 
-The driver is :func:`maml_probe.probes.width_sweep` (resumable).
+The driver is :func:`maml_probe.experiments.sweeps.width_sweep` (resumable).
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import os
 
 import pandas as pd
 
-from ..probes import width_sweep
 from .e1_synthetic import configs as e1_configs
+from .sweeps import width_sweep
 
 GRID = {"smoke": dict(depths=(1, 2), widths=(2, 8), iterations=20, test_tasks=10),
         "cpu": dict(depths=(1, 2, 3, 4), widths=(2, 8, 32, 128), iterations=2000, test_tasks=200),

@@ -1,9 +1,18 @@
-"""The experiments of the paper (E1..E11), their notebooks and what they need."""
+"""The experiments of the paper (E1..E11), their notebooks, what they need and what they train.
+
+Some notebooks hold several experiments: E3-E5 share ``E3_E5_layer_probes.ipynb`` and E8 and
+E10 share ``E8_E10_cholesky_pruning.ipynb``; :data:`ALIASES` maps E4, E5 and E10 to them.
+:func:`experiment_configs` builds the training configurations a notebook would build from its
+parameters, so they can be checked (and recorded) before the notebook starts.
+"""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -52,4 +61,135 @@ EXPERIMENTS: dict[str, Experiment] = {e.id: e for e in [
     Experiment("E9", "E9_width.ipynb", "Fig A.1", cost={"smoke": "15 s", "cpu": "1.5 min", "paper": "~3 h"}),
     Experiment("E11", "E11_compute.ipynb", "Table A3 (random inputs: no data needed)",
                cost={"smoke": "30 s", "cpu": "~15 min", "paper": "~15 min"}),
+    Experiment("E12", "E12_beyond.ipynb", "beyond the paper: per-layer CKA before/after "
+               "adaptation, ANIL/BOIL, the learned update against the Newton step",
+               ("omniglot", "cifarfs"), cost={"smoke": "~60 s", "cpu": "~25 min", "paper": "~days"}),
 ]}
+
+#: Experiments that live in another experiment's notebook.
+ALIASES: dict[str, str] = {"E4": "E3", "E5": "E3", "E10": "E8"}
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment named ``name`` (case-insensitive; E4, E5 and E10 name their notebooks).
+
+    Args:
+        name: an id such as ``E7`` or ``e5``.
+
+    Returns:
+        Its :class:`Experiment`.
+
+    Raises:
+        ValueError: no experiment has that id; the message lists the ids.
+    """
+    key = name.strip().upper()
+    key = ALIASES.get(key, key)
+    if key not in EXPERIMENTS:
+        ids = sorted({*EXPERIMENTS, *ALIASES}, key=lambda i: int(i[1:]))
+        raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(ids)} or 'all'")
+    return EXPERIMENTS[key]
+
+
+def _image_kwargs(p: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("data_root", "cache_dir", "seed", "device")
+    return {k: p[k] for k in keys if k in p} | dict(p.get("overrides") or {})
+
+
+def _e1(scale: str, p: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    from .e1_synthetic import configs
+
+    return configs(scale, support=p["support"], query=p["query"], methods=p["methods"],
+                   seed=p["seed"], device=p["device"], **(p["overrides"] or {}))
+
+
+def _e2(scale: str, p: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    from .e2_omniglot_linear import configs
+
+    return configs(scale, methods=p["methods"], **_image_kwargs(p))
+
+
+def _e3(scale: str, p: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    from .settings import image_config
+
+    return {"CNN w/ MAML": image_config(p["dataset"], "cnn", "maml", scale, **_image_kwargs(p))}
+
+
+def _e6(scale: str, p: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    from .e6_depth import DEPTHS
+    from .settings import image_config
+    from .sweeps import depth_configs
+
+    base = image_config(p["dataset"], "cnn", "maml", scale, **_image_kwargs(p))
+    members = depth_configs(base, depths=p["depths"] or DEPTHS[scale])
+    return {label: cfg for label, (_, cfg) in members.items()}
+
+
+def _e7(scale: str, p: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    from .e7_meta_optimizers import configs
+
+    return configs(scale, dataset=p["dataset"], methods=p["methods"], **_image_kwargs(p))
+
+
+def _e8(scale: str, p: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    from .settings import image_config, method_label
+
+    kw = _image_kwargs(p)
+    out = {method_label("scnn", m): image_config(p["dataset"], "scnn", m, scale, **kw)
+           for m in p["methods"]}
+    if p["prune"]:
+        out["CNN w/ MAML"] = image_config(p["dataset"], "cnn", "maml", scale, **kw)
+    return out
+
+
+def _e9(scale: str, p: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    from .e1_synthetic import configs
+    from .e9_width import GRID
+    from .sweeps import width_configs
+
+    grid = GRID[scale]
+    overrides = {"iterations": grid["iterations"], **(p["overrides"] or {})}
+    base = configs(scale, methods=["LR+LinNet w/ MAML"], seed=p["seed"], device=p["device"],
+                   **overrides)["LR+LinNet w/ MAML"]
+    members = width_configs(base, depths=p["depths"] or grid["depths"],
+                            widths=p["widths"] or grid["widths"])
+    return {label: cfg for label, (_, cfg) in members.items()}
+
+
+def _e11(scale: str, p: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    from .e11_compute import ROWS
+    from .settings import image_config, method_label
+
+    episode_scale = "smoke" if scale == "smoke" else "paper"
+    return {f"{dataset}: {method_label(model, rule)}": image_config(
+                dataset, model, rule, episode_scale, device=p["device"], **(p["overrides"] or {}))
+            for dataset in p["datasets"] for model, rule in ROWS}
+
+
+_BUILDERS: dict[str, Callable[[str, Mapping[str, Any]], dict[str, TrainConfig]]] = {
+    "E1": _e1, "E2": _e2, "E3": _e3, "E6": _e6, "E7": _e7, "E8": _e8, "E9": _e9, "E11": _e11}
+
+
+def experiment_configs(exp: Experiment, scale: str,
+                       params: Mapping[str, Any]) -> dict[str, TrainConfig]:
+    """The training configurations ``exp``'s notebook builds at ``scale`` from ``params``.
+
+    Args:
+        exp: the experiment.
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        params: every parameter of its notebook (defaults merged with what was given).
+
+    Returns:
+        ``label -> TrainConfig``, each validated (empty for an experiment without a builder
+        here: its notebook checks its own parameters).
+
+    Raises:
+        ValueError: a parameter or override gives an invalid configuration (the message names
+            the field and what is allowed).
+    """
+    from .common import check_scale
+
+    check_scale(scale)
+    build = _BUILDERS.get(exp.id)
+    if build is None:
+        return {}
+    return {label: cfg.validate() for label, cfg in build(scale, params).items()}

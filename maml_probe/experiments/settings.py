@@ -1,6 +1,9 @@
 """The paper's settings for the image experiments, and how each scale shrinks them.
 
-Paper (Section 5.2, Appendix A.1.2):
+The per-dataset settings (Section 5.2, Appendix A.1.2) are the ``paper`` field of each
+dataset's :class:`~maml_probe.data.spec.DatasetSpec` (modules in :mod:`maml_probe.data.specs`):
+the episode (ways, shots, queries per class, adaptation steps, meta-batch, meta learning rate)
+and the adaptation rate alpha of each model and meta-optimizer. In the paper:
 
 =============  ==============  =====  ==========  ===========================================
 dataset        episode         steps  meta lr     adaptation rate alpha
@@ -12,47 +15,72 @@ mini-ImageNet  10-way 1-shot   5      0.0005      CNN/SCNN 0.07, MSGD 0.1, MC 0.
 
 Adam, 60,000 iterations, KFC with 4 layers and gradient-norm handling (A.1.2).
 
-Left open by the paper and chosen here (following Finn et al., 2017, where it applies):
-meta-batch 32 tasks for Omniglot and 4 for CIFAR-FS and mini-ImageNet; query examples per
-class: Omniglot as many as shots (Finn et al.), CIFAR-FS and mini-ImageNet 15; CFC uses the
-KFC adaptation rates; evaluation on the test split uses the training number of steps.
+Left open by the paper and chosen in the specs (following Finn et al., 2017, where it
+applies): meta-batch 32 tasks for Omniglot and 4 for CIFAR-FS and mini-ImageNet; query
+examples per class: Omniglot as many as shots (Finn et al.), CIFAR-FS and mini-ImageNet 15;
+CFC uses the KFC adaptation rates. Chosen here: evaluation on the test split uses the training
+number of steps.
 
 Scales: ``paper`` is the above. ``cpu`` keeps the models and rules but shrinks the episode
 to 5-way 1-shot with 2 steps, the meta-batch to 8, and the iterations to a few hundred, so a
 laptop CPU shows the qualitative findings in minutes. ``smoke`` runs a handful of iterations
-to check the pipeline (seconds).
+to check the pipeline (seconds), with the dataset's ``smoke_options`` (mini-ImageNet decodes
+10 classes per split).
+
+``PAPER_EPISODES`` and ``ALPHA`` are plain-dict views of the specs, taken at import.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from ..data.registry import get_spec, paper_datasets
+from ..data.spec import PaperSettings
 from ..train import TrainConfig
 from .common import check_scale
 
+#: The paper's episode of each dataset, as ``TrainConfig`` fields (from the dataset specs).
 PAPER_EPISODES: dict[str, dict[str, Any]] = {
-    "omniglot": dict(ways=10, shots=5, queries=5, steps=4, meta_batch=32, meta_lr=0.003),
-    "cifarfs": dict(ways=10, shots=3, queries=15, steps=2, meta_batch=4, meta_lr=0.003),
-    "miniimagenet": dict(ways=10, shots=1, queries=15, steps=5, meta_batch=4, meta_lr=0.0005),
-}
-ALPHA: dict[str, dict[str, float]] = {
-    "omniglot": {"cnn": 0.5, "scnn": 0.8, "metasgd": 0.5, "mc": 0.5, "kfc": 0.5, "cfc": 0.5},
-    "cifarfs": {"cnn": 0.7, "scnn": 0.7, "metasgd": 0.5, "mc": 0.5, "kfc": 0.5, "cfc": 0.5},
-    "miniimagenet": {"cnn": 0.07, "scnn": 0.07, "metasgd": 0.1, "mc": 0.09, "kfc": 0.005,
-                     "cfc": 0.005},
-}
+    d: get_spec(d).paper.episode.as_dict() for d in paper_datasets()}
+#: The paper's adaptation rate of each model / meta-optimizer per dataset (from the specs).
+ALPHA: dict[str, dict[str, float]] = {d: dict(get_spec(d).paper.alpha) for d in paper_datasets()}
 SCALE_EPISODES: dict[str, dict[str, Any]] = {
     "smoke": dict(ways=5, shots=1, queries=2, steps=1, meta_batch=2, iterations=2, test_tasks=4),
     "cpu": dict(ways=5, shots=1, queries=5, steps=2, meta_batch=8, iterations=400, test_tasks=200),
     "paper": dict(iterations=60000, test_tasks=600),
 }
+#: Rule options of each method. KFC: four maps and A.1.2's gradient-norm handling with an
+#: elementwise learnable factor, the reading that reproduces Table A3's counts (see
+#: :mod:`maml_probe.rules.kronecker`). CFC1/CFC10: the paper's CFC (A.2.3). CFC1n/CFC10n (not
+#: in the paper): CFC with ``normalize=True``, whose first steps have MAML's size
+#: (:mod:`maml_probe.rules.cholesky`).
 RULE_OPTIONS: dict[str, dict[str, Any]] = {
-    "maml": {}, "metasgd": {}, "mc": {}, "kfc": {"layers": 4, "normalize": True},
+    "maml": {}, "metasgd": {}, "mc": {},
+    "kfc": {"layers": 4, "normalize": True, "factor": "elementwise"},
     "cfc1": {"rank": 1}, "cfc10": {"rank": 10},
+    "cfc1n": {"rank": 1, "normalize": True}, "cfc10n": {"rank": 10, "normalize": True},
 }
 RULE_NAME = {"maml": "maml", "metasgd": "metasgd", "mc": "mc", "kfc": "kfc", "cfc1": "cfc",
-             "cfc10": "cfc"}
+             "cfc10": "cfc", "cfc1n": "cfc", "cfc10n": "cfc"}
 LABEL = {"maml": "MAML", "metasgd": "MSGD", "mc": "MC", "kfc": "KFC", "cfc1": "CFC1",
-         "cfc10": "CFC10"}
+         "cfc10": "CFC10", "cfc1n": "CFC1n", "cfc10n": "CFC10n"}
+
+
+def paper_settings(dataset: str) -> PaperSettings:
+    """The paper's episode and adaptation rates for ``dataset`` (Appendix A.1.2).
+
+    Args:
+        dataset: A dataset whose spec has ``paper`` settings.
+
+    Returns:
+        Its :class:`~maml_probe.data.spec.PaperSettings`.
+
+    Raises:
+        ValueError: The dataset is unknown or the paper trains no convolutional model on it.
+    """
+    names = paper_datasets()
+    if dataset not in names:
+        raise ValueError(f"dataset must be one of {list(names)}, got {dataset!r}")
+    return get_spec(dataset).paper
 
 
 def image_config(dataset: str, model: str, method: str, scale: str, *, depth: int | None = None,
@@ -60,25 +88,40 @@ def image_config(dataset: str, model: str, method: str, scale: str, *, depth: in
                  device: str = "auto", **overrides: Any) -> TrainConfig:
     """The :class:`TrainConfig` of ``model`` (``cnn``/``scnn``) with ``method`` on ``dataset`` at ``scale``.
 
-    ``method`` is one of ``maml``, ``metasgd``, ``mc``, ``kfc``, ``cfc1``, ``cfc10``; ``depth``
-    overrides the number of conv layers (depth sweeps); ``overrides`` replace any field last.
+    The episode, meta learning rate and adaptation rate are the paper's for ``dataset``
+    (its spec's ``paper`` settings, Appendix A.1.2), shrunk as ``scale`` says.
+
+    Args:
+        dataset: A dataset with paper settings (``omniglot``, ``cifarfs``, ``miniimagenet``).
+        model: ``cnn`` or ``scnn``.
+        method: ``maml``, ``metasgd``, ``mc``, ``kfc``, ``cfc1``, ``cfc10``, or ``cfc1n`` /
+            ``cfc10n`` (CFC normalised to start at the gradient step's size).
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        depth: Number of conv layers, overriding the model's (depth sweeps).
+        data_root: The data directory.
+        cache_dir: The cache directory.
+        seed: Seed of the run.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        **overrides: Any ``TrainConfig`` field, applied last.
+
+    Returns:
+        The run's configuration.
     """
     check_scale(scale)
-    if dataset not in PAPER_EPISODES:
-        raise ValueError(f"dataset must be one of {list(PAPER_EPISODES)}, got {dataset!r}")
+    paper = paper_settings(dataset)
     if method not in RULE_NAME:
         raise ValueError(f"method must be one of {list(RULE_NAME)}, got {method!r}")
-    ep = {**PAPER_EPISODES[dataset]}
+    ep = paper.episode.as_dict()
     scaled = {k: v for k, v in SCALE_EPISODES[scale].items() if k != "test_tasks"}
     ep.update(scaled)
-    alpha = ALPHA[dataset][model if method == "maml" else RULE_NAME[method]]
+    alpha = paper.alpha[model if method == "maml" else RULE_NAME[method]]
     dataset_kwargs = {k: v for k, v in (("root", data_root), ("cache_dir", cache_dir)) if v}
-    if scale == "smoke" and dataset == "miniimagenet":
-        dataset_kwargs["classes_limit"] = 10  # decode 10 classes per split, not 60,000 images
+    if scale == "smoke":
+        dataset_kwargs.update(get_spec(dataset).smoke_options)  # e.g. decode 10 classes only
     model_kwargs = {"depth": depth} if depth is not None else {}
     iterations = ep.pop("iterations", 60000)
     cfg = TrainConfig(dataset=dataset, dataset_kwargs=dataset_kwargs, model=model,
-                      model_kwargs=model_kwargs, rule=RULE_NAME[method],
+                      model_kwargs=model_kwargs, tune_malloc=True, rule=RULE_NAME[method],
                       rule_kwargs=dict(RULE_OPTIONS[method]), alpha=alpha,
                       outer_optimizer="adam", iterations=iterations,
                       checkpoint_every=max(1, min(500, iterations // 4)),

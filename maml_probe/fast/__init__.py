@@ -6,8 +6,10 @@ impl           what runs
 ``loop``       the reference engine: one task after another, ``functional_call`` forward,
                per-task backward (memory of one task)
 ``batched``    :mod:`~maml_probe.fast.batched`: all tasks of the meta-batch (or ``chunk`` at a
-               time) in one stacked pass - grouped convolutions, batched matmuls, one
-               ``autograd.grad`` per inner step, rules under ``vmap``
+               time) in one stacked pass - the model's task-stacked forward
+               (:mod:`maml_probe.models.stacked`: grouped convolutions, batched matmuls), the
+               same inner loop as ``loop`` (:func:`maml_probe.inner.adapt`) with one
+               ``autograd.grad`` per inner step for all tasks, rules under ``vmap``
 ``graph``      ``batched`` recorded once per episode shape as a CUDA graph and replayed
                (:mod:`~maml_probe.fast.graphs`; CUDA only)
 ``auto``       per device (:data:`AUTO`); settings the batched engine does not support (custom
@@ -38,9 +40,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..models.stacked import stacked_forward
 from .allocator import malloc_tuned, tune_malloc
 from .batched import batched_meta_backward, stacked_meta_gradients, unsupported_reason
-from .forward import stacked_forward
 from .graphs import clear_recordings, graphed_meta_backward
 from .precision import PRECISIONS, cuda_precision, resolve_precision
 
@@ -80,12 +82,15 @@ def cpu_chunk(support_size: int, steps: int, tasks: int) -> int:
 
 @dataclass(frozen=True)
 class Choice:
+    """The path :func:`choose_impl` picked for a meta-step, and why."""
+
     impl: str                       # "loop", "batched" or "graph"
     chunk: int | None = None        # tasks per stacked inner loop (None: all / measured)
     query_chunk: int | None = None  # tasks per query pass (None: the whole chunk)
     reason: str = ""                # why (for logs and benchmarks)
 
     def describe(self) -> str:
+        """One line for logs and benchmark tables, e.g. ``batched (tasks/chunk 8, query 1)``."""
         if self.impl == "graph":
             return (f"graph: batched + CUDA graph (tasks/chunk {self.chunk or 'measured'}, "
                     f"query {self.query_chunk or 'whole chunk'})")
@@ -111,7 +116,18 @@ def choose_impl(model: nn.Module, rule: nn.Module, device: torch.device, *,
                 support_size: int = 1, steps: int = 1, tasks: int = 1) -> Choice:
     """Resolve ``impl`` (argument, else ``MAML_PROBE_IMPL``, else ``auto``) to a concrete path.
 
-    ``support_size``, ``steps`` and ``tasks`` (of the meta-batch) size the CPU chunk.
+    Args:
+        model: the model (the stacked paths need its task-stacked forward).
+        rule: the update rule.
+        device: where the meta-step runs.
+        loss_fn: the task loss (a custom one runs on the loop).
+        impl: ``"auto"``, ``"loop"``, ``"batched"`` or ``"graph"`` (default: the environment).
+        support_size: support examples per task (sizes the CPU chunk).
+        steps: inner steps (sizes the CPU chunk).
+        tasks: tasks in the meta-batch (sizes the CPU chunk).
+
+    Returns:
+        The :class:`Choice`: path, tasks per chunk and per query pass, and why.
     """
     from_env = impl is None
     name = (os.environ.get("MAML_PROBE_IMPL", "auto") if from_env else impl).strip().lower()

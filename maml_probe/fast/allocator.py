@@ -10,9 +10,11 @@ heap for reuse: page faults drop to ~0. Memory is not returned to the OS below
 ``trim`` bytes of free heap, so the resident set stays at its peak (which it reaches anyway
 on the next meta-step).
 
-:func:`tune_malloc` is called once per process by :func:`maml_probe.maml.meta_backward` on CPU
-(whatever the engine), unless the environment variable ``MAML_PROBE_MALLOC=0``; it does nothing
-where glibc is not the C library.
+:func:`tune_malloc` changes the whole process, so no math function calls it: a training run
+asks for it at start (``TrainConfig.tune_malloc``, which the experiments' presets set, so
+``maml-probe`` runs and the notebooks have it), and a library user calls it or not. The
+environment variable ``MAML_PROBE_MALLOC=0`` turns it off everywhere; it does nothing where
+glibc is not the C library.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ _state: dict[str, object] = {"done": False, "applied": False}
 
 
 def malloc_tuning_enabled() -> bool:
+    """Whether ``MAML_PROBE_MALLOC`` allows the tuning (anything but ``0``/``false``/``no``/``off``)."""
     return os.environ.get("MAML_PROBE_MALLOC", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
@@ -42,7 +45,8 @@ def tune_malloc(force: bool = False) -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.gnu_get_libc_version  # glibc only (musl has no mallopt thresholds)
+        if not hasattr(libc, "gnu_get_libc_version"):  # glibc only (musl has no such thresholds)
+            raise AttributeError("not glibc")
         ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
         ok = libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     except (OSError, AttributeError):

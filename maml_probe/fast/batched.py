@@ -1,16 +1,19 @@
 """Task-batched meta-gradients: Algorithm 1 for all tasks of a meta-batch in one stacked pass.
 
-Same mathematics as :func:`maml_probe.maml.meta_backward` (the reference per-task loop), with
-every tensor carrying a leading task dimension:
+Same mathematics as :func:`maml_probe.maml.meta_backward` (the reference per-task loop), run by
+the same inner loop (:func:`maml_probe.inner.adapt`) on tensors that carry a leading task
+dimension:
 
-* ``theta`` is stacked by ``expand`` (no copy); task ``k``'s inner gradient is slice ``k`` of
-  ``grad(sum_k L_k, theta_stacked)`` because task ``k``'s loss depends on slice ``k`` only. One
-  ``autograd.grad`` call per inner step serves all tasks (the loop makes ``T``).
-* the model runs through :func:`~maml_probe.fast.forward.stacked_forward` (grouped convolutions,
-  batched matmuls);
-* the update rule: plain SGD is elementwise and acts on the stack directly; any other rule runs
-  under ``torch.func.vmap`` over tasks, with ``xi`` shared (``adapts=False``) or stacked per
-  task (``adapts=True``: xi takes its own inner step per task, Algorithm 1);
+* ``theta`` is stacked by ``expand`` (no copy; :func:`stack_tasks`); task ``k``'s inner gradient
+  is slice ``k`` of ``grad(sum_k L_k, theta_stacked)`` because task ``k``'s loss depends on slice
+  ``k`` only. One ``autograd.grad`` call per inner step serves all tasks (the loop makes ``T``).
+* the model runs through the task-stacked forward it provides
+  (:func:`maml_probe.models.stacked_forward`: grouped convolutions, batched matmuls), and the
+  loss is :func:`~maml_probe.losses.task_loss` with ``reduction="per_task"``;
+* the update rule (:func:`apply_rule_stacked`): plain SGD is elementwise and acts on the stack
+  directly; any other rule runs under ``torch.func.vmap`` over tasks, with ``xi`` shared
+  (``adapts=False``) or stacked per task (``adapts=True``: xi takes its own inner step per task,
+  Algorithm 1);
 * the meta-loss ``(1/B) sum_k L_k^query`` is differentiated once per chunk of tasks, with
   respect to the model's and the rule's parameters (:func:`stacked_meta_gradients` returns the
   gradients as tensors and reads nothing back to the host, so a CUDA graph can record it).
@@ -24,23 +27,33 @@ stacked inner loops (see :func:`stacked_meta_gradients`).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 
+from .. import inner
 from ..losses import accuracy, task_loss
+from ..models.stacked import stacked_forward
 from ..rules.base import SGD, UpdateRule
 from ..tasks.base import TaskBatch
-from .forward import StackedForward, stacked_forward
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+_per_task_loss = partial(task_loss, reduction="per_task")
 
 
 def unsupported_reason(model: nn.Module, rule: UpdateRule, loss_fn: LossFn) -> str | None:
-    """Why the batched engine cannot run this combination (``None``: it can)."""
+    """Why the batched engine cannot run this combination.
+
+    Args:
+        model: the model (it must provide a task-stacked forward and hold no buffers).
+        rule: the update rule (an :class:`~maml_probe.rules.base.UpdateRule`).
+        loss_fn: the task loss (only :func:`~maml_probe.losses.task_loss`).
+
+    Returns:
+        The reason, or ``None`` if the batched engine can run it.
+    """
     if stacked_forward(model) is None:
         return f"no task-stacked forward for {type(model).__name__}"
     if any(True for _ in model.buffers()):
@@ -52,58 +65,69 @@ def unsupported_reason(model: nn.Module, rule: UpdateRule, loss_fn: LossFn) -> s
     return None
 
 
-def per_task_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """:func:`~maml_probe.losses.task_loss` of every task: ``[T, N, K]`` logits -> ``[T]``."""
-    if logits.shape[-1] == 1:
-        return F.binary_cross_entropy_with_logits(
-            logits.squeeze(-1), labels.to(logits.dtype), reduction="none").mean(1)
-    T, N, K = logits.shape
-    return F.cross_entropy(logits.reshape(T * N, K), labels.reshape(T * N),
-                           reduction="none").view(T, N).mean(1)
+def stack_tasks(tensors: Mapping[str, Tensor], tasks: int) -> dict[str, Tensor]:
+    """Every tensor repeated over a new leading task dimension: ``[tasks, *shape]`` views.
+
+    Args:
+        tensors: tensors by name.
+        tasks: the size of the task dimension.
+
+    Returns:
+        ``expand`` views (no copy; their gradient is the sum over tasks).
+    """
+    return {k: v.unsqueeze(0).expand(tasks, *v.shape) for k, v in tensors.items()}
 
 
-def per_task_accuracy(logits: Tensor, labels: Tensor) -> Tensor:
-    """Accuracy of each task of a ``[T, N, K]`` stack of logits."""
-    return accuracy(logits, labels, dim=1)
+def apply_rule_stacked(rule: UpdateRule, xi: Mapping[str, Tensor],
+                       grads: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Per-task updates ``U_{xi_k}(g_k)`` for task-stacked gradients ``g`` (``[T, *shape]``).
 
+    :func:`maml_probe.inner.apply_rule` mapped over tasks with ``torch.func.vmap`` (plain SGD,
+    being elementwise, acts on the stack directly).
 
-def _apply_rule(rule: UpdateRule, xi: Mapping[str, Tensor], xi_stacked: bool,
-                grads: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Per-task updates ``U_{xi_k}(g_k)`` for stacked gradients ``g`` (``[T, *shape]``)."""
+    Args:
+        rule: the update rule.
+        xi: its parameters: stacked ``[T, *shape]`` when ``rule.adapts`` (each task has its own
+            adapted ``xi``), else shared by all tasks.
+        grads: stacked gradients by model parameter name.
+
+    Returns:
+        Stacked updates, by the same names.
+    """
     if type(rule) is SGD:
         return rule(grads)
     if not xi:
         return torch.func.vmap(rule)(grads)
-
-    def one(xi_k: dict[str, Tensor], g_k: dict[str, Tensor]) -> dict[str, Tensor]:
-        return functional_call(rule, xi_k, (g_k,))
-
-    return torch.func.vmap(one, in_dims=(0 if xi_stacked else None, 0))(dict(xi), grads)
+    return torch.func.vmap(partial(inner.apply_rule, rule),
+                           in_dims=(0 if rule.adapts else None, 0))(dict(xi), grads)
 
 
-def _adapt_stacked(forward: StackedForward, params: Mapping[str, Tensor], x: Tensor, y: Tensor, *,
-                   steps: int, rule: UpdateRule, rule_params: Mapping[str, Tensor],
-                   names: list[str], first_order: bool) -> dict[str, Tensor]:
+def adapt_stacked(forward: inner.Forward, rule: UpdateRule, params: Mapping[str, Tensor],
+                  x: Tensor, y: Tensor, *, steps: int, adapt_mask: Collection[str] | None = None,
+                  first_order: bool = False) -> dict[str, Tensor]:
+    """``theta_T`` of every task of a stack: :func:`maml_probe.inner.adapt` on stacked tensors.
+
+    Args:
+        forward: the model's task-stacked forward.
+        rule: the update rule (its own parameters are ``xi_0``).
+        params: ``theta_0`` by name (unstacked; every task starts from it).
+        x: support inputs ``[T, N, *input_shape]``.
+        y: support labels ``[T, N]``.
+        steps: inner steps.
+        adapt_mask: names of the parameters that adapt (``None``: all).
+        first_order: treat inner gradients as constants (FOMAML).
+
+    Returns:
+        The adapted parameters, stacked ``[T, *shape]``, differentiable w.r.t. ``params`` and
+        the rule's parameters.
+    """
     T = x.shape[0]
-    P = {k: v.unsqueeze(0).expand(T, *v.shape) for k, v in params.items()}
-    xi_names = list(rule_params) if rule.adapts else []
-    xi_stacked = bool(xi_names)
-    XI = {k: (v.unsqueeze(0).expand(T, *v.shape) if xi_stacked else v)
-          for k, v in rule_params.items()}
-    higher = not first_order
-    for t in range(steps):
-        loss = per_task_loss(forward(P, x), y).sum()
-        adapt_xi = xi_stacked and t > 0
-        inputs = [P[k] for k in names] + ([XI[k] for k in xi_names] if adapt_xi else [])
-        grads = torch.autograd.grad(loss, inputs, create_graph=higher,
-                                    retain_graph=higher or adapt_xi,  # see maml.adapt
-                                    allow_unused=True, materialize_grads=True)
-        g_theta = dict(zip(names, grads[:len(names)]))
-        if adapt_xi:
-            XI = {**XI, **{k: XI[k] - rule.alpha * g for k, g in zip(xi_names, grads[len(names):])}}
-        updates = _apply_rule(rule, XI, xi_stacked, g_theta)
-        P = {**P, **{k: P[k] - updates[k] for k in names}}
-    return P
+    xi = dict(rule.named_parameters())
+    a = inner.adapt(forward, rule, stack_tasks(params, T), x, y, steps=steps,
+                    rule_params=stack_tasks(xi, T) if rule.adapts else xi,
+                    apply_rule=apply_rule_stacked, adapt_mask=adapt_mask,
+                    first_order=first_order, loss_fn=_per_task_loss)
+    return a.params
 
 
 class MetaGradients(NamedTuple):
@@ -120,7 +144,15 @@ class MetaGradients(NamedTuple):
 
 
 def meta_leaves(model: nn.Module, rule: UpdateRule) -> list[Tensor]:
-    """The tensors a meta-step differentiates: the model's, then the rule's trainable parameters."""
+    """The tensors a meta-step differentiates: the model's, then the rule's trainable parameters.
+
+    Args:
+        model: the model (``theta_0``).
+        rule: the update rule (``xi_0``).
+
+    Returns:
+        The parameters with ``requires_grad``, model first.
+    """
     return [p for p in (*model.parameters(), *rule.parameters()) if p.requires_grad]
 
 
@@ -140,14 +172,26 @@ def stacked_meta_gradients(model: nn.Module, rule: UpdateRule, batch: TaskBatch,
 
     Nothing here reads a value back to the host, so the whole function can be recorded as one
     CUDA graph (:mod:`maml_probe.fast.graphs`).
+
+    Args:
+        model: a model with a task-stacked forward (:func:`unsupported_reason`).
+        rule: the update rule.
+        batch: the meta-batch of ``B`` tasks.
+        steps: inner steps per task.
+        adapt_mask: names of the parameters that adapt (``None``: all).
+        first_order: treat inner gradients as constants (FOMAML).
+        chunk: tasks per stacked inner loop (``None`` or ``<= 0``: all).
+        query_chunk: tasks per query pass (``None`` or ``<= 0``: the whole chunk).
+
+    Returns:
+        :class:`MetaGradients`: ``d/d leaves (1/B) sum_T L_T^query``, and the sums of the query
+        losses and accuracies.
     """
     forward = stacked_forward(model)
     if forward is None:
         raise ValueError(f"the batched engine does not support this setting: "
                          f"{unsupported_reason(model, rule, task_loss)}")
     params = dict(model.named_parameters())
-    rule_params = dict(rule.named_parameters())
-    names = [k for k in params if adapt_mask is None or k in adapt_mask]
     leaves = meta_leaves(model, rule)
     n = len(batch)
     chunk = n if not chunk or chunk <= 0 else min(int(chunk), n)
@@ -162,16 +206,16 @@ def stacked_meta_gradients(model: nn.Module, rule: UpdateRule, batch: TaskBatch,
     for s in range(0, n, chunk):
         sl = slice(s, min(s + chunk, n))
         c = sl.stop - sl.start
-        P = _adapt_stacked(forward, params, batch.support_x[sl], batch.support_y[sl],
-                           steps=steps, rule=rule, rule_params=rule_params, names=names,
-                           first_order=first_order)
+        P = adapt_stacked(forward, rule, params, batch.support_x[sl], batch.support_y[sl],
+                          steps=steps, adapt_mask=adapt_mask, first_order=first_order)
         qx, qy = batch.query_x[sl], batch.query_y[sl]
         qc = c if not query_chunk or query_chunk <= 0 else min(int(query_chunk), c)
         if qc >= c:
             logits = forward(P, qx)
-            losses = per_task_loss(logits, qy)
+            losses = _per_task_loss(logits, qy)
             add(torch.autograd.grad(losses.sum() / n, leaves, allow_unused=True))
-            part_loss, part_acc = losses.detach().sum(), per_task_accuracy(logits, qy).sum()
+            part_loss = losses.detach().sum()
+            part_acc = accuracy(logits, qy, reduction="per_task").sum()
         else:
             diff = [k for k, v in P.items() if v.requires_grad]
             d_theta: dict[str, list[Tensor]] = {k: [] for k in diff}
@@ -179,13 +223,13 @@ def stacked_meta_gradients(model: nn.Module, rule: UpdateRule, batch: TaskBatch,
             for j in range(0, c, qc):
                 Pj = {k: (v[j:j + qc].detach().requires_grad_(k in d_theta)) for k, v in P.items()}
                 logits = forward(Pj, qx[j:j + qc])
-                losses = per_task_loss(logits, qy[j:j + qc])
+                losses = _per_task_loss(logits, qy[j:j + qc])
                 for k, g in zip(diff, torch.autograd.grad(losses.sum() / n, [Pj[k] for k in diff],
                                                            allow_unused=True,
                                                            materialize_grads=True)):
                     d_theta[k].append(g)
                 part_loss = part_loss + losses.detach().sum()
-                part_acc = part_acc + per_task_accuracy(logits, qy[j:j + qc]).sum()
+                part_acc = part_acc + accuracy(logits, qy[j:j + qc], reduction="per_task").sum()
             add(torch.autograd.grad([P[k] for k in diff], leaves,
                                     [torch.cat(d_theta[k]) for k in diff], allow_unused=True))
         loss_sum = part_loss if loss_sum is None else loss_sum + part_loss
@@ -197,8 +241,11 @@ def accumulate_into_grad(leaves: list[Tensor], grads: tuple[Tensor | None, ...],
                          copy: bool = False) -> None:
     """``leaf.grad += g`` for every non-``None`` ``g`` (``leaf.grad = g`` where it is ``None``).
 
-    ``copy=True`` never keeps a reference to ``g`` (needed when ``g`` lives in a buffer that the
-    next meta-step overwrites, as the outputs of a replayed CUDA graph do).
+    Args:
+        leaves: the parameters (:func:`meta_leaves`).
+        grads: their gradients, ``None`` where there is none.
+        copy: never keep a reference to ``g`` (needed when ``g`` lives in a buffer that the next
+            meta-step overwrites, as the outputs of a replayed CUDA graph do).
     """
     with torch.no_grad():
         for p, g in zip(leaves, grads):
@@ -217,8 +264,21 @@ def batched_meta_backward(model: nn.Module, rule: UpdateRule, batch: TaskBatch, 
                           query_chunk: int | None = None) -> tuple[float, float]:
     """:func:`maml_probe.maml.meta_backward` with the tasks stacked ``chunk`` at a time.
 
-    Accumulates :func:`stacked_meta_gradients` into ``.grad`` and returns (mean query loss,
-    mean query accuracy).
+    Accumulates :func:`stacked_meta_gradients` into ``.grad``.
+
+    Args:
+        model: the model (with a task-stacked forward).
+        rule: the update rule.
+        batch: the meta-batch.
+        steps: inner steps per task.
+        adapt_mask: names of the parameters that adapt (``None``: all).
+        first_order: treat inner gradients as constants (FOMAML).
+        loss_fn: must be :func:`~maml_probe.losses.task_loss` (else ``ValueError``).
+        chunk: tasks per stacked inner loop (``None``: all).
+        query_chunk: tasks per query pass (``None``: the whole chunk).
+
+    Returns:
+        (mean query loss, mean query accuracy).
     """
     reason = unsupported_reason(model, rule, loss_fn)
     if reason is not None:

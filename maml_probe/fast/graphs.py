@@ -85,9 +85,11 @@ class Recording:
 
     @property
     def captured(self) -> bool:
+        """Whether this is a real CUDA graph (``False``: the step runs eagerly on static buffers)."""
         return self.graph is not None
 
     def __call__(self, batch: TaskBatch) -> MetaGradients:
+        """One meta-step on ``batch``: copied into the static inputs, then replayed (or run)."""
         _copy_batch(self.static, batch)
         if self.graph is None:
             return self.run(self.static)

@@ -8,6 +8,9 @@ name      class                                                      required ke
 ``cnn``   :class:`~maml_probe.models.cnn.ConvNet` (4 conv blocks)    ``variant``
 ``scnn``  :class:`~maml_probe.models.cnn.ConvNet` (2 conv blocks)    ``variant``
 ========  =========================================================  ==========================
+
+Every model also offers a task-stacked forward for the meta-batch engines
+(:func:`~maml_probe.models.stacked.stacked_forward`, :mod:`maml_probe.models.stacked`).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from torch import nn
 
 from .cnn import VARIANTS, ConvNet
 from .linear import LinNet, LogisticRegression
+from .stacked import StackedForward, stacked_forward
 
 MODEL_NAMES = ("lr", "linnet", "cnn", "scnn")
 
@@ -48,5 +52,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODEL_NAMES", "VARIANTS", "ConvNet", "LinNet", "LogisticRegression",
-           "build_model", "count_parameters", "layer_of"]
+__all__ = ["MODEL_NAMES", "VARIANTS", "ConvNet", "LinNet", "LogisticRegression", "StackedForward",
+           "build_model", "count_parameters", "layer_of", "stacked_forward"]

@@ -24,11 +24,22 @@ like the Omniglot net (the paper only says "no max-pooling"); the mini-ImageNet 
 forward pass, in training and evaluation alike, and no running statistics are kept
 (``track_running_stats=False``). Its affine weight and bias are ordinary (adaptable)
 parameters. A model therefore has no buffers, and its whole state is its parameter dict.
+
+**Task-stacked forward** (:meth:`ConvNet.stacked_forward`, see :mod:`maml_probe.models.stacked`):
+the ``T`` tasks' images are laid side by side on the channel axis, ``[N, T*C, H, W]``, and every
+conv is one grouped convolution (``groups=T``, weight ``[T*out, in, 3, 3]``). BatchNorm with
+batch statistics normalises each channel over ``(N, H, W)``, so one ``batch_norm`` over the
+``T*C`` channels *is* the per-task BatchNorm. The head is a batched matmul.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .stacked import StackedForward, overrides_forward
 
 VARIANTS: dict[str, dict] = {
     "omniglot": dict(in_channels=1, image_size=28, filters=64, pool=False),
@@ -47,6 +58,7 @@ class ConvBlock(nn.Module):
         self.pool = pool
 
     def forward(self, x: Tensor) -> Tensor:
+        """``[N, C_in, H, W] -> [N, C_out, H', W']``."""
         x = F.relu(self.bn(self.conv(x)))
         return F.max_pool2d(x, 2) if self.pool else x
 
@@ -75,17 +87,44 @@ class ConvNet(nn.Module):
         self.fc = nn.Linear(self.feature_size, num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[N, outputs]`` of images ``[N, *input_shape]`` (``ValueError`` on another shape)."""
         if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"input must have shape [batch, {', '.join(map(str, self.input_shape))}] "
                              f"for the {self.variant} CNN, got {list(x.shape)}")
-        h = self.blocks(x)
-        if VARIANTS[self.variant]["pool"]:
-            if h.shape[-1] != 5:
-                h = F.adaptive_max_pool2d(h, 5)
-            h = h.flatten(1)
-        else:
-            h = h.mean(dim=(2, 3))
-        return self.fc(h)
+        return self.fc(_head_input(self.blocks(x), VARIANTS[self.variant]["pool"]))
+
+    def stacked_forward(self) -> StackedForward | None:
+        """This network's task-stacked forward (module docstring), or ``None`` if it has none.
+
+        There is none once the structure differs from the one built here (a replaced or
+        reconfigured layer, an added parameter, an overridden ``forward``).
+
+        Returns:
+            ``(params [T, *shape] each, x [T, N, C, H, W]) -> logits [T, N, outputs]``, or
+            ``None``.
+        """
+        if overrides_forward(self, ConvNet) or not self._stackable():
+            return None
+        return _stacked_convnet(
+            [(f"blocks.{i}.", blk.conv.stride, blk.conv.padding, blk.bn.eps, blk.pool)
+             for i, blk in enumerate(self.blocks)],
+            tuple(self.input_shape), VARIANTS[self.variant]["pool"])
+
+    def _stackable(self) -> bool:
+        for blk in self.blocks:
+            if type(blk) is not ConvBlock:
+                return False
+            conv, bn = blk.conv, blk.bn
+            if (type(conv) is not nn.Conv2d or conv.groups != 1 or conv.dilation != (1, 1)
+                    or conv.padding_mode != "zeros" or isinstance(conv.padding, str)):
+                return False
+            if type(bn) is not nn.BatchNorm2d or bn.track_running_stats or not bn.affine:
+                return False
+        if type(self.fc) is not nn.Linear or self.fc.bias is None:
+            return False
+        expected = {f"blocks.{i}.{m}.{k}" for i in range(len(self.blocks))
+                    for m in ("conv", "bn") for k in ("weight", "bias")} | {"fc.weight", "fc.bias"}
+        return {name for name, _ in self.named_parameters()} == expected
 
     def layer_names(self) -> list[str]:
         """Paper names of the layers in order: ``C1..C{depth}``, ``FC``."""
@@ -96,3 +135,38 @@ class ConvNet(nn.Module):
         if param_name.startswith("fc."):
             return "FC"
         return f"C{int(param_name.split('.')[1]) + 1}"
+
+
+def _head_input(h: Tensor, pool: bool) -> Tensor:
+    """Head features of ``[N, C, H, W]``: ``C x 5 x 5`` row-major if ``pool``, else the mean over H, W."""
+    if pool:
+        if h.shape[-1] != 5:
+            h = F.adaptive_max_pool2d(h, 5)
+        return h.flatten(1)
+    return h.mean(dim=(2, 3))
+
+
+def _stacked_convnet(blocks: list[tuple[str, tuple, tuple, float, bool]],
+                     in_shape: tuple[int, ...], pool: bool) -> StackedForward:
+    """The stacked forward of a ConvNet with ``blocks`` = (prefix, stride, padding, eps, pool)."""
+
+    def forward(p: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        if x.dim() != 5 or tuple(x.shape[2:]) != in_shape:
+            raise ValueError(f"stacked input must be [tasks, batch, {in_shape}], got {list(x.shape)}")
+        T, N = x.shape[:2]
+        h = x.transpose(0, 1).reshape(N, T * x.shape[2], *x.shape[3:])
+        for prefix, stride, padding, eps, do_pool in blocks:
+            w = p[prefix + "conv.weight"]
+            b = p[prefix + "conv.bias"]
+            h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), None if b is None else b.reshape(-1),
+                         stride=stride, padding=padding, groups=T)
+            h = F.batch_norm(h, None, None, p[prefix + "bn.weight"].reshape(-1),
+                             p[prefix + "bn.bias"].reshape(-1), True, 0.0, eps)
+            h = F.relu(h)
+            if do_pool:
+                h = F.max_pool2d(h, 2)
+        feats = _head_input(h, pool).reshape(N, T, -1)  # per task: its own channels, in order
+        return torch.baddbmm(p["fc.bias"].unsqueeze(1), feats.transpose(0, 1),
+                             p["fc.weight"].transpose(1, 2))
+
+    return forward

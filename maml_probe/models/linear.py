@@ -10,13 +10,28 @@ binary model (one logit, sigmoid/BCE loss), with ``num_outputs=N`` the multinomi
 
 It collapses to a single affine map, so it models nothing logistic regression cannot; any gain
 it shows under MAML comes from adaptation dynamics alone (Section 3.1).
+
+Both provide a task-stacked forward (:mod:`maml_probe.models.stacked`): one ``baddbmm`` per
+layer for all tasks of a meta-batch.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
+
+from .stacked import StackedForward, linear_parameter_names, overrides_forward, stacked_linear
+
+
+def _stacked_layers(model: nn.Module, base: type[nn.Module], layers: list[str]) -> StackedForward | None:
+    """:func:`stacked_linear` over ``layers`` while ``model`` is exactly those ``nn.Linear`` layers."""
+    if overrides_forward(model, base):
+        return None
+    if any(type(model.get_submodule(layer)) is not nn.Linear for layer in layers):
+        return None
+    if {name for name, _ in model.named_parameters()} != linear_parameter_names(model, layers):
+        return None
+    return stacked_linear(layers, model.in_features)
 
 
 class LogisticRegression(nn.Module):
@@ -32,11 +47,20 @@ class LogisticRegression(nn.Module):
         self.fc = nn.Linear(in_features, num_outputs, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[N, outputs]`` of inputs ``[N, ...]`` flattened to ``in_features``."""
         x = x.flatten(1)
         if x.shape[1] != self.in_features:
             raise ValueError(f"input has {x.shape[1]} features after flattening; "
                              f"the model expects in_features={self.in_features}")
         return self.fc(x)
+
+    def stacked_forward(self) -> StackedForward | None:
+        """The task-stacked forward (:mod:`maml_probe.models.stacked`), ``None`` if modified.
+
+        Returns:
+            ``(params [T, *shape] each, x [T, N, ...]) -> logits [T, N, outputs]``, or ``None``.
+        """
+        return _stacked_layers(self, LogisticRegression, ["fc"])
 
 
 class LinNet(nn.Module):
@@ -60,8 +84,20 @@ class LinNet(nn.Module):
         self.fc = nn.Linear(dims[-1], num_outputs, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[N, outputs]`` of inputs ``[N, ...]`` flattened to ``in_features``."""
         x = x.flatten(1)
         if x.shape[1] != self.in_features:
             raise ValueError(f"input has {x.shape[1]} features after flattening; "
                              f"the model expects in_features={self.in_features}")
         return self.fc(self.hidden(x))
+
+    def stacked_forward(self) -> StackedForward | None:
+        """The task-stacked forward (:mod:`maml_probe.models.stacked`), ``None`` if modified.
+
+        Returns:
+            ``(params [T, *shape] each, x [T, N, ...]) -> logits [T, N, outputs]``, or ``None``.
+        """
+        if type(self.hidden) is not nn.Sequential:
+            return None
+        layers = [f"hidden.{i}" for i in range(len(self.hidden))] + ["fc"]
+        return _stacked_layers(self, LinNet, layers)

@@ -24,13 +24,13 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from ..config import TrainConfig, build_task_source, load_learner
 from ..evaluation import evaluate
 from ..learner import MetaLearner
 from ..maml import Params
 from ..models import layer_of
 from ..stats import summarize
 from ..tasks.base import TaskSource
-from ..train import TrainConfig, build_task_source, load_learner
 
 TARGETS = ("map", "weight", "all")
 _MAPS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)

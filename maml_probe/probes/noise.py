@@ -31,10 +31,9 @@ from tqdm.auto import tqdm
 
 from ..learner import MetaLearner
 from ..maml import Params
-from ..tasks.base import TaskSource
-from .common import (adapt_mask_for, check_layers, clone_params, layer_names, run_condition,
-                     select_params)
 from ..stats import summarize
+from ..tasks.base import TaskSource
+from .common import adapt_mask_for, check_layers, clone_params, layer_names, run_condition, select_params
 
 NOISE_SCALES: tuple[float, ...] = (0.0,) + tuple(2.0 ** k for k in range(-4, 2))
 
@@ -59,7 +58,8 @@ def noise_probe(learner: MetaLearner, source: TaskSource, *, steps: int,
                 scales: Sequence[float] = NOISE_SCALES, draws: int = 5, num_tasks: int = 100,
                 seed: int = 0, noise_seed: int = 0, layer: str = "FC",
                 adapt_layers: Sequence[str] | None = None, include_bias: bool = False,
-                relative: bool = True, batch_size: int = 25, summary: bool = True, progress: bool = True) -> pd.DataFrame:
+                relative: bool = True, batch_size: int = 25, summary: bool = True,
+                progress: bool = True) -> pd.DataFrame:
     """Pre- and post-adaptation accuracy with ``layer`` perturbed by noise of each scale (module doc).
 
     Columns (``summary=True``): ``layer``, ``scale``, ``phase``, ``accuracy``, ``ci95``, ``std``,

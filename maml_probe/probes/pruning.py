@@ -50,7 +50,7 @@ def prune(params: Params, names: Collection[str], threshold: float) -> Params:
 
 
 def threshold_for_count(params: Mapping[str, Tensor], target: int, names: Collection[str]) -> float:
-    """Smallest-change threshold so that pruning ``names`` leaves ``target`` nonzero entries in all of ``params``.
+    """Threshold at which pruning ``names`` leaves ``target`` nonzero entries in all of ``params``.
 
     Keeps the ``k = target - (nonzero outside names)`` largest-magnitude entries of ``names``:
     the threshold is the ``k``-th largest magnitude (entries tied with it are kept too, so the
@@ -90,6 +90,7 @@ class MaskedRule(UpdateRule):
         self._keep = dict(keep)
 
     def forward(self, grads: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The inner rule's updates with pruned entries set to zero, so they stay pruned."""
         out = self.inner(grads)
         return {k: (u * self._keep[k] if k in self._keep else u) for k, u in out.items()}
 
@@ -116,7 +117,8 @@ def pruning_probe(learner: MetaLearner, source: TaskSource, *, steps: int,
                      disable=not progress):
         counts: list[tuple[int, int]] = []
 
-        def record(p: Params, t: float = t, w: str = w) -> Params:
+        def record(p: Params, t: float = t, w: str = w,
+                   counts: list[tuple[int, int]] = counts) -> Params:
             p = prune(p, names, t) if w == "post" else p
             counts.append((count_nonzero(p), count_nonzero(p, names)))
             return p

@@ -41,6 +41,7 @@ def scale_params(params: Params, names: Collection[str], factor: float) -> Param
 
 
 def check_when(when: str | Sequence[str]) -> list[str]:
+    """``when`` as a list of ``"pre"``/``"post"``; anything else raises ``ValueError``."""
     whens = [when] if isinstance(when, str) else list(when)
     bad = [w for w in whens if w not in WHEN]
     if bad or not whens:

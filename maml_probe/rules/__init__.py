@@ -14,18 +14,23 @@ name        rule (paper section)                             adapts   options (d
             init identity (Park & Oliva, 2019; Sec. 4.3)
 ``klin``    KLin: ``alpha vec(L G R)`` (Sec. 4.2, Eq. 5)     yes      ``bias`` (False)
 ``kfc``     KFC: Kronecker maps with ReLU between (Eq. 6-7)  yes      ``layers`` (4),
-                                                                      ``normalize`` (False),
-                                                                      ``bias`` (False)
+            and the gradient-norm handling of A.1.2                   ``normalize`` (False),
+                                                                      ``factor`` (elementwise),
+                                                                      ``bias`` (False),
+                                                                      ``output_bias`` (False)
 ``cfc``     CFC: ``L L^T`` maps, ``L in R^{n x r}``, ReLU    yes      ``rank`` (1), ``layers`` (4),
-            between, output bias (A.2.3, Eq. 8)                       ``bias`` (True), ``gain`` (1)
+            between, output bias (A.2.3, Eq. 8)                       ``bias`` (True), ``gain`` (1),
+                                                                      ``normalize`` (False)
 ==========  ===============================================  =======  ===========================
 
 "adapts": ``xi`` also takes the inner-loop step ``xi_{t+1} = xi_t - alpha grad_xi L`` of
 Algorithm 1. At initialisation ``metasgd``, ``mc`` and ``klin`` compute MAML's update, ``kfc``
-(``layers >= 2``) computes ``alpha * relu(g)``, and ``cfc`` a random low-rank map. Paper settings:
-synthetic KFC ``layers=2``; Omniglot LR and CNN KFC ``layers=4`` (CNNs with ``normalize=True``);
-CFC1/CFC10 ``rank=1`` / ``rank=10`` with the defaults (which reproduce Table A3's counts, see
-:mod:`~maml_probe.rules.cholesky`).
+(``layers >= 2``) computes ``alpha * relu(g)``, and ``cfc`` a random low-rank map (with
+``normalize=True`` one of MAML's step size). Paper settings: synthetic KFC ``layers=2``;
+Omniglot LR KFC ``layers=4``; CNN KFC ``layers=4, normalize=True, factor="elementwise"``;
+CFC1/CFC10 ``rank=1`` / ``rank=10`` with the defaults. These reproduce Table A3's counts (see
+:mod:`~maml_probe.rules.kronecker` and :mod:`~maml_probe.rules.cholesky`).
+:func:`~maml_probe.rules.diagnostics.update_gradient_ratio` measures ``||U(g)|| / ||g||``.
 """
 from __future__ import annotations
 
@@ -42,15 +47,26 @@ RULE_NAMES = ("maml", "metasgd", "mc", "klin", "kfc", "cfc")
 
 _OPTIONS: dict[str, tuple[str, ...]] = {
     "maml": (), "metasgd": (), "mc": ("bias",), "klin": ("bias",),
-    "kfc": ("layers", "normalize", "bias"), "cfc": ("rank", "layers", "bias", "gain"),
+    "kfc": ("layers", "normalize", "factor", "bias", "output_bias"),
+    "cfc": ("rank", "layers", "bias", "gain", "normalize"),
 }
 
 
 def make_rule(name: str, model: nn.Module, alpha: float, **kwargs: Any) -> UpdateRule:
     """Build update rule ``name`` (one of :data:`RULE_NAMES`) for ``model`` with adaptation rate ``alpha``.
 
-    ``kwargs`` are the rule's options (table above); an unknown name, an unknown option, a
-    non-positive ``alpha`` and a non-positive ``rank`` or ``layers`` raise ``ValueError``.
+    Args:
+        name: The rule (table above).
+        model: The model whose parameters the rule updates.
+        alpha: Adaptation rate.
+        **kwargs: The rule's options (table above).
+
+    Returns:
+        The rule, on the model's device and dtype.
+
+    Raises:
+        ValueError: On an unknown name or option, a non-positive ``alpha``, ``rank``,
+            ``layers`` or ``gain``, or an option value the rule rejects.
     """
     if name not in _OPTIONS:
         raise ValueError(f"unknown rule name {name!r}: rule must be one of {list(RULE_NAMES)}")
@@ -67,7 +83,14 @@ def make_rule(name: str, model: nn.Module, alpha: float, **kwargs: Any) -> Updat
 
 
 def count_rule_parameters(rule: nn.Module) -> int:
-    """Number of scalar meta-optimizer parameters ``xi`` (Table A3's "Optimizer Parameters")."""
+    """Number of scalar meta-optimizer parameters ``xi`` (Table A3's "Optimizer Parameters").
+
+    Args:
+        rule: An update rule.
+
+    Returns:
+        ``sum of numel`` over the rule's parameters.
+    """
     return sum(p.numel() for p in rule.parameters())
 
 

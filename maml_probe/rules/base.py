@@ -43,6 +43,7 @@ class UpdateRule(nn.Module):
         self.alpha = float(alpha)
 
     def forward(self, grads: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Map a dict of gradients to a dict of updates (``theta' = theta - u``)."""
         raise NotImplementedError
 
 
@@ -50,6 +51,7 @@ class SGD(UpdateRule):
     """MAML's inner loop (Finn et al., 2017): ``U(g) = alpha * g``. No learnable state."""
 
     def forward(self, grads: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Plain gradient step: ``u = alpha * g`` (MAML)."""
         return {name: self.alpha * g for name, g in grads.items()}
 
 
@@ -75,6 +77,7 @@ class PerParameterRule(UpdateRule):
         self.transforms = nn.ModuleDict(transforms)
 
     def forward(self, grads: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Per-parameter update ``u = sum_l U_l(g)`` of the wrapped transforms."""
         out = {}
         for name, g in grads.items():
             key = _key(name)

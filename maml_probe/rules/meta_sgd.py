@@ -27,6 +27,7 @@ class StepSizes(nn.Module):
         self.lr = nn.Parameter(torch.full(tuple(shape), float(alpha)))
 
     def forward(self, g: Tensor) -> Tensor:
+        """Elementwise learned step: ``u = lr * g`` (Meta-SGD)."""
         return self.lr * g
 
 

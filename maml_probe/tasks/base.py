@@ -40,6 +40,11 @@ class TaskBatch:
         return TaskBatch(move(self.support_x, True), move(self.support_y, False),
                          move(self.query_x, True), move(self.query_y, False))
 
+    def select(self, tasks: slice) -> "TaskBatch":
+        """The tasks ``tasks`` (a slice over the task axis) as a batch."""
+        return TaskBatch(self.support_x[tasks], self.support_y[tasks], self.query_x[tasks],
+                         self.query_y[tasks])
+
     def task(self, i: int) -> "TaskBatch":
         """The ``i``-th task as a batch of one."""
         return TaskBatch(self.support_x[i:i + 1], self.support_y[i:i + 1],
@@ -58,4 +63,5 @@ class TaskSource(Protocol):
     num_outputs: int
 
     def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
+        """Draw ``num_tasks`` tasks as one :class:`TaskBatch`, deterministically from ``generator``."""
         ...

@@ -28,9 +28,9 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..experiments.common import train_and_evaluate
+from ..config import TrainConfig
 from ..stats import summarize
-from ..train import TrainConfig
+from .common import train_and_evaluate
 
 DEPTH_METHODS: dict[str, dict[str, Any]] = {
     "MAML": {"rule": "maml"},

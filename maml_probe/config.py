@@ -1,0 +1,170 @@
+"""The configuration of a meta-training run, and what is built from it.
+
+:class:`TrainConfig` holds everything that defines a run (it is saved in the run's checkpoint and
+in ``record.json``). :func:`build_task_source` and :func:`learner_from_config` turn it into the
+task sampler and the freshly initialised learner (model plus update rule) that
+:func:`maml_probe.train.meta_train` trains; :func:`load_learner` rebuilds a trained learner from
+its checkpoint. Experiments make configs through :mod:`maml_probe.experiments.settings`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .data import build_task_source as image_task_source
+from .data.registry import dataset_names, get_spec
+from .device import resolve_device
+from .learner import INPUT_SHAPES, MetaLearner, build_learner
+from .models import MODEL_NAMES
+from .rules import RULE_NAMES
+from .tasks.base import TaskSource
+
+__all__ = ["DTYPES", "ENGINES", "OPTIMIZERS", "TrainConfig", "build_task_source",
+           "learner_from_config", "load_learner"]
+
+OPTIMIZERS = ("adam", "sgd")
+#: ``dataset_kwargs`` that say where the data is, not which data: not part of a run's identity.
+LOCATION_KEYS = ("root", "cache_dir")
+#: How the meta-gradient is computed (:func:`maml_probe.maml.meta_backward`): ``auto`` picks per
+#: device; ``loop`` is the one-task-at-a-time reference; ``batched`` stacks the tasks into one
+#: pass; ``graph`` replays that pass as a recorded CUDA graph. All give the same gradients.
+ENGINES = ("auto", "loop", "batched", "graph")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a meta-training run (saved in its checkpoint).
+
+    ``dataset_kwargs`` go to the task source: for ``synthetic`` ``dim``, ``support`` and
+    ``query``; for image datasets ``root``, ``cache_dir`` and loader options. ``ways``,
+    ``shots`` and ``queries`` define image episodes (queries per class). ``alpha`` is the
+    adaptation (inner) rate, ``meta_lr`` the outer one. ``adapt_layers`` restricts adaptation to
+    some layers (``C1``.. ``FC``) or parameter names; ``None`` adapts everything. ``engine``
+    (:data:`ENGINES`) says how the meta-gradient is computed; it changes speed and memory, not
+    the result, so a run may resume under another engine (or device); its default is read once,
+    when the config is made, from ``MAML_PROBE_IMPL``. ``tune_malloc`` raises glibc's malloc
+    thresholds for the whole process at the start of the run on a CPU
+    (:mod:`maml_probe.fast.allocator`: ~20% faster second-order steps); the experiments' presets
+    turn it on.
+    """
+
+    dataset: str = "synthetic"
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    model: str = "lr"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    rule: str = "maml"
+    rule_kwargs: dict[str, Any] = field(default_factory=dict)
+    steps: int = 1
+    eval_steps: int | None = None
+    alpha: float = 0.5
+    meta_lr: float = 0.01
+    outer_optimizer: str = "sgd"
+    meta_batch: int = 1
+    iterations: int = 1000
+    first_order: bool = False
+    adapt_layers: list[str] | None = None
+    eval_every: int = 0
+    eval_tasks: int = 100
+    eval_split: str = "val"
+    log_every: int = 10
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    engine: str = field(default_factory=lambda: os.environ.get("MAML_PROBE_IMPL", "auto"))
+    tune_malloc: bool = False
+
+    def validate(self) -> "TrainConfig":
+        """Raise ``ValueError`` naming the first bad field."""
+        def choice(name: str, allowed: tuple) -> None:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+
+        choice("dataset", dataset_names())
+        choice("model", MODEL_NAMES)
+        choice("rule", RULE_NAMES)
+        choice("outer_optimizer", OPTIMIZERS)
+        choice("dtype", tuple(DTYPES))
+        choice("engine", ENGINES)
+        choice("eval_split", ("train", "val", "test"))
+        for name in ("ways", "shots", "queries", "steps", "meta_batch", "iterations", "eval_tasks",
+                     "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.eval_steps is not None and (not isinstance(self.eval_steps, int) or self.eval_steps < 0):
+            raise ValueError(f"eval_steps must be a non-negative integer or None, got {self.eval_steps!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ValueError(f"eval_every must be a non-negative integer, got {self.eval_every!r}")
+        for name in ("alpha", "meta_lr"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        return self
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes`` applied (unknown keys raise ``TypeError``)."""
+        return dataclasses.replace(self, **changes)
+
+    def differences(self, saved: dict[str, Any]) -> list[str]:
+        """Fields in which a saved config (a checkpoint's) defines another run than this one.
+
+        Where and how a run is computed is not what was run: ``iterations`` (a run may be
+        extended), ``device``, ``engine`` and the data's location (``dataset_kwargs`` ``root``
+        and ``cache_dir``) are ignored, so moving the data or the run folder keeps resuming.
+        Fields added since ``saved`` was written count as their defaults.
+        """
+        def identity(d: dict[str, Any]) -> dict[str, Any]:
+            d = {**TrainConfig().to_dict(), **d}
+            d["dataset_kwargs"] = {k: v for k, v in (d.get("dataset_kwargs") or {}).items()
+                                   if k not in LOCATION_KEYS}
+            return {k: v for k, v in d.items()
+                    if k not in ("iterations", "device", "engine", "tune_malloc")}
+
+        now, then = identity(self.to_dict()), identity(saved)
+        return [k for k in now if then.get(k) != now[k]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (what checkpoints and ``record.json`` store)."""
+        return dataclasses.asdict(self)
+
+
+def build_task_source(cfg: TrainConfig, split: str, device: torch.device | str = "cpu") -> TaskSource:
+    """The task source of ``split`` (``train``/``val``/``test``) for ``cfg``."""
+    dtype = DTYPES[cfg.dtype]
+    spec = get_spec(cfg.dataset)
+    if spec.task_source is not None:  # generated tasks: no files, no splits
+        return spec.task_source(**cfg.dataset_kwargs, dtype=dtype, device=device)
+    return image_task_source(cfg.dataset, split, cfg.ways, cfg.shots, cfg.queries,
+                                  device=device, **cfg.dataset_kwargs)
+
+
+def learner_from_config(cfg: TrainConfig) -> MetaLearner:
+    """A freshly initialised learner for ``cfg`` (initialisation uses the global torch RNG)."""
+    if cfg.dataset == "synthetic":
+        input_shape, outputs = (cfg.dataset_kwargs.get("dim", 100),), 1
+    else:
+        input_shape, outputs = INPUT_SHAPES[cfg.dataset], cfg.ways
+    return build_learner(cfg.model, cfg.rule, dataset=cfg.dataset, input_shape=input_shape,
+                         num_outputs=outputs, alpha=cfg.alpha, model_kwargs=cfg.model_kwargs,
+                         rule_kwargs=cfg.rule_kwargs)
+
+
+def load_learner(path: str | Path, device: str | torch.device = "cpu") -> tuple[MetaLearner, TrainConfig]:
+    """Rebuild the learner saved in checkpoint ``path`` and return it with its config."""
+    state = load_checkpoint(path, map_location="cpu")
+    cfg = TrainConfig(**state["config"])
+    learner = learner_from_config(cfg).to(DTYPES[cfg.dtype])
+    learner.load_state_dict(state["learner"])
+    return learner.to(resolve_device(device)), cfg
