@@ -45,12 +45,17 @@ def _synthetic(args: argparse.Namespace) -> int:
     from . import runner
 
     options = {"seed": args.seed, "device": args.device, "methods": args.methods,
-               "support": args.support, "query": args.query}
+               "support": args.support, "labels": args.labels, "lr_bias": args.lr_bias}
+    if args.points is not None:   # support + held-out = points (the query count follows)
+        options["points"] = args.points
+    else:
+        options["query"] = args.query
     if args.iterations is not None:
         options["iterations"] = args.iterations
     out, outcome = runner.run_synthetic(args.scale, root=_runs_root(args), out=args.out,
                                         test_tasks=args.test_tasks, **options)
-    _print_synthetic_table(out, args.support, args.query)
+    held_out = args.points - args.support if args.points is not None else args.query
+    _print_synthetic_table(out, args.support, held_out)
     print(f"\nrun folder: {outcome.run_dir} (record.json, results.csv, "
           f"figures/learning_curves.png); `maml-probe report` sets it beside the paper")
     for row in outcome.failed_rows:
@@ -113,6 +118,11 @@ def _add_synthetic(sub) -> None:
                      help="subset of: 'LR w/ MAML' 'LR+LinNet w/ MAML' 'LR w/ KLin' 'LR w/ KFC'")
     syn.add_argument("--support", type=positive_int, default=100, help="adaptation points per task")
     syn.add_argument("--query", type=positive_int, default=100, help="evaluation points per task")
+    syn.add_argument("--points", type=positive_int, default=None,
+                     help="points per task, split into --support and held-out ones (A.1.1: 1000)")
+    syn.add_argument("--labels", default="01", choices=["01", "pm1"],
+                     help="binary labels {0,1} or {-1,1} (A.1.1's reading) fed to the loss")
+    syn.add_argument("--lr-bias", action="store_true", help="give logistic regression a bias")
     syn.add_argument("--test-tasks", type=positive_int, default=None,
                      help="test tasks per method (default: the scale's)")
     syn.add_argument("--seed", type=int, default=0)

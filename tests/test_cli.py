@@ -51,6 +51,19 @@ def test_synthetic_leaves_a_run_folder_and_says_where(tmp_path, capsys):
     assert "lr-w-maml: finished (5 iterations), read back" in capsys.readouterr().err
 
 
+def test_synthetic_takes_the_papers_readings_of_a11(tmp_path, capsys):
+    """``--points/--labels/--lr-bias`` reach the trained configs (not only the folder name)."""
+    argv = ["synthetic", "--scale", "smoke", "--root", str(tmp_path), "--methods", "LR w/ MAML",
+            "--iterations", "2", "--test-tasks", "2", "--points", "120", "--support", "20",
+            "--labels", "pm1", "--lr-bias"]
+    assert cli.main(argv) == 0
+    assert "20 support / 100 query points" in capsys.readouterr().out
+    run_dir = next((tmp_path / "E1").iterdir())
+    cfg = json.loads((run_dir / "record.json").read_text())["config"]["LR w/ MAML"]
+    assert cfg["dataset_kwargs"]["support"] == 20 and cfg["dataset_kwargs"]["query"] == 100
+    assert cfg["dataset_kwargs"]["labels"] == "pm1" and cfg["model_kwargs"]["bias"] is True
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "E1", "-p", "scale=huge"], "scale is set by the runner, not with -p: use --scale"),
     (["run", "E1", "-p", "seed=abc"], "E1: parameter seed='abc' must be an integer"),

@@ -120,3 +120,23 @@ def test_a_killed_rank_stops_the_run_and_the_rerun_resumes(tmp_path):
     assert 5 <= stopped_at < 30
     launch(2, tmp_path / "run", tmp_path / "run.pt", 30, "maml", "loop")
     assert_same(params(tmp_path / "ref.pt"), params(tmp_path / "run.pt"))
+
+
+def test_train_command_leaves_the_experiments_run_folder(tmp_path, capsys):
+    """``maml-probe train E1`` (one process) trains through the experiment's own ``run`` into
+    ``runs/E1/<name>/``: results in the report's format, a record that says how it ran."""
+    import json
+
+    from maml_probe.cli import main
+
+    code = main(["train", "E1", "--scale", "smoke", "--root", str(tmp_path), "--engine", "loop",
+                 "-p", 'methods=["LR w/ MAML"]'])
+    assert code == 0
+    run_dir = next((tmp_path / "E1").iterdir())
+    assert f"done: {run_dir}" in capsys.readouterr().out
+    results = (run_dir / "results.csv").read_text().splitlines()
+    assert results[0].startswith("table,dataset,method,accuracy") and "LR w/ MAML" in results[1]
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "ok" and record["processes"] == 1 and record["engine"] == "loop"
+    ckpt = torch.load(next(run_dir.glob("*/checkpoint.pt")), weights_only=True)
+    assert ckpt["config"]["engine"] == "loop"
