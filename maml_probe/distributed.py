@@ -39,7 +39,7 @@ from torch import Tensor
 from .evaluation import evaluate
 from .learner import MetaLearner
 from .maml import evaluate_batch
-from .tasks.base import TaskSource
+from .tasks.base import TaskSource, seeded_batches
 
 __all__ = ["World", "all_reduce_gradients", "current_world", "evaluate_shared", "init_from_env",
            "iteration_generator", "same_on_all", "share_of", "sum_across"]
@@ -156,21 +156,15 @@ def evaluate_shared(learner: MetaLearner, source: TaskSource, *, world: World, s
     if world.size == 1:
         return evaluate(learner, source, steps=steps, num_tasks=num_tasks, seed=seed,
                         batch_size=batch_size, adapt_mask=adapt_mask, progress=progress)
-    if num_tasks <= 0:
-        raise ValueError(f"num_tasks must be positive, got {num_tasks}")
-    gen = torch.Generator().manual_seed(seed)
     scores = torch.zeros(num_tasks, 2, dtype=torch.float64)
-    done = 0
-    while done < num_tasks:
-        n = min(batch_size, num_tasks - done)
-        batch = source.sample(n, gen)
+    for done, batch in seeded_batches(source, num_tasks, seed, batch_size):
+        n = len(batch)
         share = share_of(n, world) if n >= world.size else slice(0, n if world.is_main else 0)
         if share.stop > share.start:
             pre, post = evaluate_batch(learner.model, learner.rule, batch.select(share),
                                        steps=steps, adapt_mask=adapt_mask)
             scores[done + share.start:done + share.stop, 0] = pre.detach().double().cpu()
             scores[done + share.start:done + share.stop, 1] = post.detach().double().cpu()
-        done += n
     scores = sum_across(scores, world)
     rows = [{"task": i, "phase": phase, "accuracy": float(scores[i, j])}
             for i in range(num_tasks) for j, phase in enumerate(("pre", "post"))]

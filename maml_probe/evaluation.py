@@ -4,14 +4,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 
 import pandas as pd
-import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .learner import MetaLearner
 from .maml import Params, evaluate_batch
 from .stats import summarize
-from .tasks.base import TaskSource
+from .tasks.base import TaskSource, seeded_batches
 
 
 def evaluate(learner: MetaLearner, source: TaskSource, *, steps: int, num_tasks: int = 100,
@@ -25,21 +24,15 @@ def evaluate(learner: MetaLearner, source: TaskSource, *, steps: int, num_tasks:
     scores the same tasks: conditions of a probe are compared on identical episodes.
     Columns: ``task``, ``phase`` (``pre``/``post``), ``accuracy``.
     """
-    if num_tasks <= 0:
-        raise ValueError(f"num_tasks must be positive, got {num_tasks}")
-    gen = torch.Generator().manual_seed(seed)
-    rows, done = [], 0
+    rows = []
     bar = tqdm(total=num_tasks, desc="evaluate", disable=not progress, leave=False)
-    while done < num_tasks:
-        n = min(batch_size, num_tasks - done)
-        batch = source.sample(n, gen)
+    for done, batch in seeded_batches(source, num_tasks, seed, batch_size):
         pre, post = evaluate_batch(learner.model, learner.rule, batch, steps=steps, params=params,
                                    adapt_mask=adapt_mask, post_transform=post_transform)
-        for i in range(n):
+        for i in range(len(batch)):
             rows.append({"task": done + i, "phase": "pre", "accuracy": float(pre[i])})
             rows.append({"task": done + i, "phase": "post", "accuracy": float(post[i])})
-        done += n
-        bar.update(n)
+        bar.update(len(batch))
     bar.close()
     return pd.DataFrame(rows)
 

@@ -47,6 +47,7 @@ from torch.func import functional_call
 
 from ..maml import adapt
 from ..runs import to_results
+from ..tasks.base import seeded_batches
 from ..tasks.synthetic import LABELS, label_accuracy, one_step_ceiling
 from ..train import (
     NonFiniteLossError,
@@ -184,12 +185,9 @@ def evaluate_points(learner, source, *, steps: int = 1, num_tasks: int = 100, se
         raise ValueError(f"num_tasks must be positive, got {num_tasks}")
     model, rule = learner.model, learner.rule
     theta0 = {k: v.detach() for k, v in model.named_parameters()}
-    gen = torch.Generator().manual_seed(seed)
-    rows, done = [], 0
-    while done < num_tasks:
-        n = min(batch_size, num_tasks - done)
-        batch = source.sample(n, gen)
-        for i in range(n):
+    rows = []
+    for done, batch in seeded_batches(source, num_tasks, seed, batch_size):
+        for i in range(len(batch)):
             xs, ys, xq, yq = batch.support_x[i], batch.support_y[i], batch.query_x[i], batch.query_y[i]
             with torch.enable_grad():
                 adapted = adapt(model, theta0, xs, ys, steps=steps, rule=rule,
@@ -201,7 +199,6 @@ def evaluate_points(learner, source, *, steps: int = 1, num_tasks: int = 100, se
                     scores[name] = label_accuracy(functional_call(model, params, (xq,)), yq)
                     scores[f"{name}_support"] = label_accuracy(functional_call(model, params, (xs,)), ys)
             rows += [{"task": done + i, "phase": p, "accuracy": float(scores[p])} for p in PHASES]
-        done += n
     return pd.DataFrame(rows)
 
 

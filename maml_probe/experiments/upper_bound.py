@@ -14,7 +14,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from ..losses import accuracy, task_loss
-from ..tasks.base import TaskSource
+from ..tasks.base import TaskSource, seeded_batches
 from ..train import TrainConfig, learner_from_config
 
 
@@ -26,12 +26,11 @@ def per_task_upper_bound(cfg: TrainConfig, source: TaskSource, *, num_tasks: int
     Uses the same task seed as :func:`maml_probe.evaluation.evaluate`, so the tasks are the ones
     the meta-learned methods are scored on.
     """
-    gen = torch.Generator().manual_seed(seed)
-    rows, done = [], 0
+    rows = []
     bar = tqdm(total=num_tasks, desc=label, disable=not progress, leave=False)
-    while done < num_tasks:
-        batch = source.sample(min(25, num_tasks - done), gen)
+    for first, batch in seeded_batches(source, num_tasks, seed):
         for i in range(len(batch)):
+            done = first + i
             torch.manual_seed(seed + done)
             model = learner_from_config(cfg).model.to(batch.support_x.device, batch.support_x.dtype)
             opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -43,7 +42,6 @@ def per_task_upper_bound(cfg: TrainConfig, source: TaskSource, *, num_tasks: int
                 acc = accuracy(functional_call(model, dict(model.named_parameters()),
                                                (batch.query_x[i],)), batch.query_y[i])
             rows.append({"method": label, "task": done, "phase": "post", "accuracy": float(acc)})
-            done += 1
             bar.update(1)
     bar.close()
     return pd.DataFrame(rows)

@@ -58,7 +58,7 @@ from ..learner import MetaLearner
 from ..losses import task_loss
 from ..maml import adapt
 from ..rules.base import UpdateRule
-from ..tasks.base import TaskSource
+from ..tasks.base import TaskSource, seeded_batches
 from .presets import resolve_adapt_mask
 
 REFERENCES = ("gradient", "newton", "gauss-newton")
@@ -477,13 +477,10 @@ def preconditioner_probe(learner: MetaLearner, source: TaskSource, *, steps: int
         raise ValueError("no parameter adapts: the learned map is empty")
     size = sum(params[k].numel() for k in names)
     exact = size <= exact_limit if exact is None else exact
-    gen = torch.Generator().manual_seed(seed)
-    cos_frames, spec_frames, done = [], [], 0
+    cos_frames, spec_frames = [], []
     bar = tqdm(total=num_tasks, desc="preconditioner probe", disable=not progress, leave=False)
-    while done < num_tasks:
-        n = min(batch_size, num_tasks - done)
-        batch = source.sample(n, gen)
-        for i in range(n):
+    for done, batch in seeded_batches(source, num_tasks, seed, batch_size):
+        for i in range(len(batch)):
             x = batch.support_x[i].to(torch.float64)
             y = batch.support_y[i]
             y = y.to(torch.float64) if y.is_floating_point() else y
@@ -495,8 +492,7 @@ def preconditioner_probe(learner: MetaLearner, source: TaskSource, *, steps: int
                 key = {"method": method, "task": done + i, "step": t}
                 cos_frames.append(cos.assign(**key, exact=exact))
                 spec_frames.append(spec.assign(**key))
-        done += n
-        bar.update(n)
+        bar.update(len(batch))
     bar.close()
     first = ["method", "task", "step"]
     cosines = pd.concat(cos_frames, ignore_index=True)

@@ -51,7 +51,7 @@ from ..learner import MetaLearner
 from ..maml import adapt
 from ..models import layer_of
 from ..stats import summarize
-from ..tasks.base import TaskSource
+from ..tasks.base import TaskSource, seeded_batches
 from .common import check_layers, clone_params, layer_names
 from .presets import resolve_adapt_mask
 
@@ -288,13 +288,10 @@ def similarity_probe(learner: MetaLearner, source: TaskSource, *, steps: int, nu
     mask = resolve_adapt_mask(model, adapt_mask)
     params = clone_params(learner)
     by_layer = {layer: [k for k in params if layer_of(model, k) == layer] for layer in chosen}
-    gen = torch.Generator().manual_seed(seed)
-    rows, done = [], 0
+    rows = []
     bar = tqdm(total=num_tasks, desc="similarity probe", disable=not progress, leave=False)
-    while done < num_tasks:
-        n = min(batch_size, num_tasks - done)
-        batch = source.sample(n, gen)
-        for i in range(n):
+    for done, batch in seeded_batches(source, num_tasks, seed, batch_size):
+        for i in range(len(batch)):
             with torch.enable_grad():
                 a = adapt(model, params, batch.support_x[i], batch.support_y[i], steps=steps,
                           rule=rule, adapt_mask=mask, create_graph=False)
@@ -309,8 +306,7 @@ def similarity_probe(learner: MetaLearner, source: TaskSource, *, steps: int, nu
                     row["svcca"] = svcca(pre[layer], post[layer], keep=keep)
                 row["param_change"] = _relative_change(params, adapted, by_layer[layer])
                 rows.append(row)
-        done += n
-        bar.update(n)
+        bar.update(len(batch))
     bar.close()
     df = pd.DataFrame(rows)
     if not summary:

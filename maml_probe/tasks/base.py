@@ -12,6 +12,7 @@ binary tasks, where the model emits one logit.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -65,3 +66,29 @@ class TaskSource(Protocol):
     def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
         """Draw ``num_tasks`` tasks as one :class:`TaskBatch`, deterministically from ``generator``."""
         ...
+
+
+def seeded_batches(source: TaskSource, num_tasks: int, seed: int,
+                   batch_size: int = 25) -> Iterator[tuple[int, TaskBatch]]:
+    """The ``num_tasks`` tasks of ``seed``, drawn ``batch_size`` at a time from a private generator.
+
+    Every caller with the same source, seed and batch size gets the same tasks, so methods,
+    probes and their conditions are all scored on identical episodes.
+
+    Args:
+        source: the task source.
+        num_tasks: how many tasks in all.
+        seed: seeds the private generator.
+        batch_size: tasks per drawn batch (the last one may be smaller).
+
+    Yields:
+        ``(index of the batch's first task, batch)``.
+
+    Raises:
+        ValueError: ``num_tasks`` is not positive.
+    """
+    if num_tasks <= 0:
+        raise ValueError(f"num_tasks must be positive, got {num_tasks}")
+    gen = torch.Generator().manual_seed(seed)
+    for start in range(0, num_tasks, batch_size):
+        yield start, source.sample(min(batch_size, num_tasks - start), gen)
