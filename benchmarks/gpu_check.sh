@@ -14,7 +14,9 @@
 #   3. memory: the paper's mini-ImageNet settings inside what a 16 GB card leaves for tensors;
 #   4. paper-scale projection: seconds per iteration of every experiment's training runs;
 #   5. where a KFC step spends its GPU time (profiler);
-#   6. a short Omniglot training run at the paper's episode, scored on 600 test tasks
+#   6. short Omniglot training runs at the paper's episode (E7's MAML and KFC), scored on 600
+#      test tasks and written as run folders (benchmarks/gpu_reproduce.py; a longer call of that
+#      script made the reference runs in results/)
 #      (needs the two Omniglot zips under $MAML_PROBE_DATA_ROOT/omniglot, default data/).
 # GPU_CHECK_STEPS picks steps (default: tests,bench,memory,profile,projection,train);
 # PYTEST_K (a pytest -k expression), BENCH_SETTINGS and BENCH_RULE_ENGINES narrow steps 1 and 2 (KFC and CFC rows run
@@ -71,5 +73,6 @@ want profile && step "profile" 40 "$PY" benchmarks/gpu_profile.py
 want projection && step "paper-scale projection" 80 \
     "$PY" benchmarks/paper_scale.py --device cuda --budget-s 60 --json "$OUT/paper_scale.json"
 want train && step "Omniglot training" 130 \
-    "$PY" benchmarks/gpu_train.py --data-root "$DATA" --seconds 20 --json "$OUT/train_omniglot.json"
+    "$PY" benchmarks/gpu_reproduce.py --data-root "$DATA" --out "$OUT/reproduce" \
+    --iterations 100 --budget-s 120 --experiments E7 --e7-methods maml,kfc
 echo "gpu_check: done in ${SECONDS}s; results in $OUT" | tee -a "$LOG"
