@@ -11,6 +11,7 @@ figures and ``record.json`` (what ran, where, with which code and how it ended).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -167,16 +168,21 @@ class RunDir:
             raise ValueError(f"{self.record_path} does not hold a JSON object; delete or fix it")
         return record
 
-    def update_record(self, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` and fresh provenance into ``record.json``; returns the new record."""
+    @functools.cached_property
+    def provenance(self) -> dict[str, Any]:
+        """Package, git, torch and Python versions and host, read once per :class:`RunDir`
+        (the code a run started with; a heartbeat does not start ``git`` again)."""
         import torch
 
         from ._version import __version__
 
+        return {"package_version": __version__, **git_state(), "torch_version": torch.__version__,
+                "python": platform.python_version(), "host": platform.node()}
+
+    def update_record(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` and the provenance into ``record.json``; returns the new record."""
         record = self.read_record()
-        record.update({"package_version": __version__, **git_state(),
-                       "torch_version": torch.__version__, "python": platform.python_version(),
-                       "host": platform.node(), "updated": now_iso()})
+        record.update({**self.provenance, "updated": now_iso()})
         record.update(fields)
         write_json_atomic(record, self.record_path)
         return record
