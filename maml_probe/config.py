@@ -9,6 +9,8 @@ its checkpoint. Experiments make configs through :mod:`maml_probe.experiments.se
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -125,19 +127,34 @@ class TrainConfig:
         and ``cache_dir``) are ignored, so moving the data or the run folder keeps resuming.
         Fields added since ``saved`` was written count as their defaults.
         """
-        def identity(d: dict[str, Any]) -> dict[str, Any]:
-            d = {**TrainConfig().to_dict(), **d}
-            d["dataset_kwargs"] = {k: v for k, v in (d.get("dataset_kwargs") or {}).items()
-                                   if k not in LOCATION_KEYS}
-            return {k: v for k, v in d.items()
-                    if k not in ("iterations", "device", "engine", "tune_malloc")}
-
-        now, then = identity(self.to_dict()), identity(saved)
+        now, then = _identity(self.to_dict()), _identity(saved)
         return [k for k in now if then.get(k) != now[k]]
+
+    def identity_key(self) -> str:
+        """A short hash of what this run trains, iterations included (where and how excluded).
+
+        Two configs with the same key train the same model to the same iteration (the fields
+        :meth:`differences` compares, plus ``iterations``), so a finished model of one can stand
+        in for the other (:mod:`maml_probe.experiments.reuse`).
+        """
+        defaults = _identity(TrainConfig().to_dict())
+        # fields at their default are left out, so a field added later keeps every key
+        ident = {k: v for k, v in _identity(self.to_dict()).items() if v != defaults.get(k)}
+        ident["iterations"] = self.iterations
+        blob = json.dumps(ident, sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict (what checkpoints and ``record.json`` store)."""
         return dataclasses.asdict(self)
+
+
+def _identity(d: dict[str, Any]) -> dict[str, Any]:
+    """What a config dict trains: its fields but where and how it runs, and ``iterations``."""
+    d = {**TrainConfig().to_dict(), **d}
+    d["dataset_kwargs"] = {k: v for k, v in (d.get("dataset_kwargs") or {}).items()
+                           if k not in LOCATION_KEYS}
+    return {k: v for k, v in d.items() if k not in ("iterations", "device", "engine", "tune_malloc")}
 
 
 def build_task_source(cfg: TrainConfig, split: str, device: torch.device | str = "cpu") -> TaskSource:

@@ -37,6 +37,7 @@ from .distributed import (
     same_on_all,
     share_of,
 )
+from .engine_choice import MIN_ITERATIONS, EngineChoice, fastest_engine
 from .fast import tune_malloc
 from .learner import MetaLearner
 from .maml import meta_backward
@@ -63,7 +64,8 @@ class StepResult:
 
 def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, source: TaskSource,
               cfg: TrainConfig, iteration: int, *, mask: frozenset[str] | None = None,
-              world: World | None = None, checkpoint: Path | None = None) -> StepResult:
+              world: World | None = None, checkpoint: Path | None = None,
+              engine: str | None = None) -> StepResult:
     """One outer step (Algorithm 1, lines 3-13): sample, meta-gradient, all-reduce, update.
 
     Draws the meta-batch of ``cfg.meta_batch`` tasks from a generator seeded by
@@ -83,6 +85,7 @@ def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, source: Ta
         mask: parameter names that adapt (``None``: all).
         world: the ranks sharing the meta-batch (default: the initialised process group, if any).
         checkpoint: the run's checkpoint file, for the error message.
+        engine: the engine to run instead of ``cfg.engine`` (what ``auto`` was timed to pick).
 
     Returns:
         The meta-batch's loss and accuracy (the same on every rank) and this step's wall time.
@@ -98,7 +101,8 @@ def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, source: Ta
         batch = batch.select(share)
     optimizer.zero_grad(set_to_none=True)
     loss, acc = meta_backward(learner.model, learner.rule, batch, steps=cfg.steps,
-                              adapt_mask=mask, first_order=cfg.first_order, impl=cfg.engine)
+                              adapt_mask=mask, first_order=cfg.first_order,
+                              impl=engine or cfg.engine)
     if world.size > 1:
         weight = (share.stop - share.start) / cfg.meta_batch
         loss, acc = all_reduce_gradients(learner.parameters(), weight, world,
@@ -134,6 +138,7 @@ class TrainResult:
     history: pd.DataFrame
     checkpoint: Path | None
     wall_time_s: float
+    engine: str = ""   # the path the meta-gradients ran on, e.g. "loop" or "batched (...)"
 
 
 def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = True,
@@ -196,7 +201,10 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
         if ckpt is not None and world.is_main:
             save_checkpoint(ckpt, {"config": cfg.to_dict(), "iteration": iteration,
                                    "learner": learner.state_dict(), "optimizer": opt.state_dict(),
-                                   "rng": capture_rng_states(), "history": history})
+                                   "rng": capture_rng_states(), "history": history,
+                                   "engine_choice": engine.to_dict()})
+
+    engine = _pick_engine(cfg, learner, train_src, mask, world, start, progress)
 
     eval_steps = cfg.steps if cfg.eval_steps is None else cfg.eval_steps
     run_loss = run_acc = 0.0
@@ -206,7 +214,7 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
                desc=f"{cfg.model} w/ {cfg.rule}", disable=not (progress and world.is_main))
     for it in bar:
         step = meta_step(learner, opt, train_src, cfg, it + 1, mask=mask, world=world,
-                         checkpoint=ckpt)
+                         checkpoint=ckpt, engine=engine.engine)
         loss, acc = step.loss, step.accuracy
         run_time += step.seconds
         run_loss, run_acc, run_n = run_loss + loss, run_acc + acc, run_n + 1
@@ -231,4 +239,23 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
         checkpoint(start)
     if world.size > 1:  # the other ranks may read the checkpoint rank 0 has just written
         torch.distributed.barrier()
-    return TrainResult(learner, cfg, pd.DataFrame(history), ckpt, time.perf_counter() - t0)
+    return TrainResult(learner, cfg, pd.DataFrame(history), ckpt, time.perf_counter() - t0,
+                       engine=engine.resolved)
+
+
+def _pick_engine(cfg: TrainConfig, learner: MetaLearner, source: TaskSource,
+                 mask: frozenset[str] | None, world: World, start: int,
+                 progress: bool) -> EngineChoice:
+    """``cfg.engine``, or for ``auto`` on a CPU with enough iterations ahead the fastest engine
+    timed on this run's own tasks (:mod:`maml_probe.engine_choice`); one process only (ranks of a
+    distributed run keep the fixed rule, so they agree without a vote)."""
+    device = next(learner.model.parameters()).device
+    if (cfg.engine != "auto" or device.type != "cpu" or world.size > 1
+            or cfg.iterations - start < MIN_ITERATIONS):
+        return EngineChoice(cfg.engine, cfg.engine, reason="as configured")
+    probe = source.sample(cfg.meta_batch, iteration_generator(cfg.seed + 1, 0))  # iteration 0: unused
+    choice = fastest_engine(learner, probe, steps=cfg.steps, adapt_mask=mask,
+                            first_order=cfg.first_order)
+    if progress and world.is_main:
+        tqdm.write(f"{cfg.model} w/ {cfg.rule}: engine {choice.resolved} ({choice.reason})")
+    return choice

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_version", "io", "stats", "device", "paper", "losses"),   # no maml_probe imports
     ("tasks", "models", "rules"),                                # the mathematical objects
     ("data", "inner", "fast", "maml", "learner", "checkpoint"),  # data and the MAML engine
-    ("evaluation", "config"),                                    # scoring, what a run is
+    ("evaluation", "config", "engine_choice"),                   # scoring, what a run is
     ("train", "distributed"),                                    # the meta-training loop
     ("probes", "runs"),                                          # probes of trained models
     ("experiments",),                                            # E1..E11, sweeps

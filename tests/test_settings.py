@@ -6,6 +6,7 @@ mistyped rate, a swapped model or a scale that leaks into ``paper`` fails.
 """
 import pytest
 
+from maml_probe.data.registry import get_spec
 from maml_probe.experiments import e1_synthetic, e2_omniglot_linear, e7_meta_optimizers, e8_cholesky_pruning
 from maml_probe.experiments.settings import image_config, method_label, num_test_tasks
 from maml_probe.train import learner_from_config
@@ -118,4 +119,29 @@ def test_smaller_scales_shrink_only_the_episode_and_the_run():
             assert (c.model, c.rule, c.rule_kwargs, c.alpha, c.meta_lr) == (
                 p.model, p.rule, p.rule_kwargs, p.alpha, p.meta_lr)
             assert c.iterations < p.iterations and c.ways <= p.ways
-    assert num_test_tasks("smoke") < num_test_tasks("cpu") < num_test_tasks("paper")
+    assert num_test_tasks("smoke") < num_test_tasks("cpu") == num_test_tasks("paper") == 600
+
+
+@pytest.mark.parametrize("dataset", IMAGE)
+def test_cpu_scale_keeps_the_papers_episode_and_cuts_only_the_outer_loop(dataset):
+    """Catches: the ``cpu`` scale changing the episode (ways, shots, queries, steps), so that
+    its numbers could not be set beside the paper's (A.1.2: Omniglot 10w5s 4 steps, CIFAR-FS
+    10w3s 2 steps, mini-ImageNet 10w1s 5 steps)."""
+    c = image_config(dataset, "cnn", "maml", "cpu")
+    p = image_config(dataset, "cnn", "maml", "paper")
+    episode = ("ways", "shots", "queries", "steps", "meta_lr", "alpha")
+    assert {k: getattr(c, k) for k in episode} == {k: getattr(p, k) for k in episode}
+    expected = {"omniglot": (10, 5, 4), "cifarfs": (10, 3, 2), "miniimagenet": (10, 1, 5)}[dataset]
+    assert (c.ways, c.shots, c.steps) == expected
+    cut = get_spec(dataset).paper.cpu
+    assert (c.iterations, c.meta_batch) == (cut["iterations"], cut["meta_batch"])
+    assert c.meta_batch <= p.meta_batch and c.iterations < p.iterations
+
+
+def test_the_default_depth_is_the_model_itself():
+    """Catches: E6's 4-layer CNN getting another identity than E3's CNN, so the same model is
+    trained twice instead of being shared between the experiments."""
+    a = image_config("omniglot", "cnn", "maml", "cpu", depth=4)
+    b = image_config("omniglot", "cnn", "maml", "cpu")
+    assert a.identity_key() == b.identity_key() and not a.differences(b.to_dict())
+    assert image_config("omniglot", "cnn", "maml", "cpu", depth=3).identity_key() != b.identity_key()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from ..checkpoint import load_checkpoint
 from ..distributed import current_world, evaluate_shared
@@ -33,6 +34,7 @@ from ..train import (
     load_learner,
     meta_train,
 )
+from . import reuse
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -73,7 +75,8 @@ class Trained:
 
 def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike | None, *,
                        test_tasks: int, test_split: str = "test", test_seed: int = 1234,
-                       progress: bool = True, record_divergence: bool = False) -> Trained:
+                       progress: bool = True, record_divergence: bool = False,
+                       reuse_roots: list[Path] | None = None) -> Trained:
     """Meta-train ``cfg`` (resumable under ``run_dir/<slug>``), then score ``test_tasks`` tasks.
 
     Returns per-task test rows with columns ``method``, ``task``, ``phase``, ``accuracy``; when
@@ -81,14 +84,28 @@ def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike 
     after completion reads them back instead of recomputing. With ``record_divergence``, a run
     whose meta-loss becomes non-finite is returned with ``status="diverged: ..."`` and no test
     rows (tables then show it as missing, never as zero) instead of raising.
+
+    A model that another run has already trained with the same configuration is copied instead
+    of trained again (:mod:`.reuse`; ``reuse_roots``: the runs folders to look in, default: the
+    one a runner-made ``run_dir`` sits in); the test tasks are scored again here.
     """
     sub = Path(run_dir) / slug(label) if run_dir is not None else None
+    world = current_world()
     if sub is not None and (sub / "test.csv").exists() and (sub / "checkpoint.pt").exists():
         state = load_checkpoint(sub / "checkpoint.pt")
         if state["iteration"] >= cfg.iterations and not cfg.differences(state["config"]):
+            if world.is_main and state["iteration"] == cfg.iterations:
+                reuse.ensure_registered(sub, cfg, label)
             hist = pd.DataFrame(state["history"]).assign(method=label)
             return Trained(label, cfg, None, hist, pd.read_csv(sub / "test.csv"),
                            checkpoint=sub / "checkpoint.pt")
+    if sub is not None and world.is_main:
+        roots = reuse.default_roots(run_dir) if reuse_roots is None else reuse_roots
+        source = reuse.adopt(cfg, sub, label, roots)
+        if source is not None and progress:
+            print(f"{label}: reusing the finished model {source}", flush=True)
+    if world.size > 1:  # the other ranks resume from the copied checkpoint
+        torch.distributed.barrier()
     try:
         result = meta_train(cfg, sub, progress=progress)
     except NonFiniteLossError as exc:
@@ -98,8 +115,9 @@ def train_and_evaluate(label: str, cfg: TrainConfig, run_dir: str | os.PathLike 
         return Trained(label, cfg, None, pd.DataFrame(), empty, status=f"diverged: {exc}")
     source = build_task_source(cfg, test_split, next(result.learner.parameters()).device)
     steps = cfg.steps if cfg.eval_steps is None else cfg.eval_steps
+    if sub is not None and world.is_main:
+        reuse.ensure_registered(sub, cfg, label)
     mask = result.learner.resolve_mask(cfg.adapt_layers)
-    world = current_world()
     tests = evaluate_shared(result.learner, source, world=world, steps=steps,
                             num_tasks=test_tasks, seed=test_seed, adapt_mask=mask,
                             progress=progress and world.is_main).assign(method=label)
@@ -134,7 +152,8 @@ def run_methods(cfgs: dict[str, TrainConfig], run_dir: str | os.PathLike | None,
                if "seconds_per_iteration" in train_rows and len(train_rows) else float("nan"))
         rows.append({"dataset": t.config.dataset, "method": t.label, "status": t.status, **counts,
                      "seconds_per_iteration": spi,
-                     "meta_batch": t.config.meta_batch})
+                     "meta_batch": t.config.meta_batch,
+                     "engine_used": t.result.engine if t.result is not None else ""})
     methods = pd.DataFrame(rows)
     summary = methods[["method", "status"]].merge(summary_table(tests), on="method", how="left") \
         if len(tests) else methods[["method", "status"]]

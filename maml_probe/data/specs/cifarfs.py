@@ -92,5 +92,6 @@ SPEC = DatasetSpec(
         episode=PaperEpisode(ways=10, shots=3, queries=15, steps=2, meta_batch=4, meta_lr=0.003),
         alpha={"cnn": 0.7, "scnn": 0.7, "metasgd": 0.5, "mc": 0.5, "kfc": 0.5, "cfc": 0.5},
         column=1,
+        cpu={"iterations": 500, "meta_batch": 4},
     ),
 )

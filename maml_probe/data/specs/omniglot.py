@@ -115,5 +115,6 @@ SPEC = DatasetSpec(
         episode=PaperEpisode(ways=10, shots=5, queries=5, steps=4, meta_batch=32, meta_lr=0.003),
         alpha={"cnn": 0.5, "scnn": 0.8, "metasgd": 0.5, "mc": 0.5, "kfc": 0.5, "cfc": 0.5},
         column=0,
+        cpu={"iterations": 500, "meta_batch": 4},
     ),
 )
