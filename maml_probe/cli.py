@@ -5,6 +5,8 @@
 ``maml-probe train E7 ...``     train an experiment's models without a notebook, on one process or
                                 many (``--nproc N``, or under ``torchrun``; :mod:`maml_probe.launch`)
 ``maml-probe report``           set results/ (reference) and runs/ (yours) beside the paper's numbers
+``maml-probe explore``          copy the explorer notebook to runs/explore.ipynb (outside git) and
+                                print the ``jupyter lab`` command that opens it
 ``maml-probe data ...``         install, prepare and check datasets
 
 Exit status: 0 success, 1 a run failed (or a method in it diverged), 2 the input was refused.
@@ -109,6 +111,20 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explore(args: argparse.Namespace) -> int:
+    from .explorer.notebook import copy_notebook, copy_target, lab_command
+
+    existed = copy_target(args.dest).exists()
+    path = copy_notebook(args.dest, overwrite=args.fresh)
+    if existed and not args.fresh:
+        print(f"kept your copy {path} (--fresh replaces it with a new one)")
+    else:
+        print(f"copied the explorer notebook to {path} (outside git: its outputs stay out of "
+              f"notebooks/)")
+    print(f"open it with:\n  {lab_command(path)}")
+    return 0
+
+
 def _add_synthetic(sub) -> None:
     syn = sub.add_parser("synthetic", help="E1: meta-learn linear models on synthetic tasks")
     syn.add_argument("--scale", default="cpu", choices=["smoke", "cpu", "paper"])
@@ -149,7 +165,7 @@ def _add_run(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``maml-probe`` argument parser: ``synthetic``, ``run``, ``report``, ``data``.
+    """The ``maml-probe`` argument parser: ``synthetic``, ``run``, ``report``, ``explore``, ``data``.
 
     Returns:
         The parser; each subcommand sets ``func``, which runs it and returns the exit status.
@@ -167,6 +183,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--root", default=None,
                      help="one runs folder (default: the committed results/ and your runs/)")
     rep.set_defaults(func=_report)
+    exp = sub.add_parser("explore", help="copy the explorer notebook to runs/ and print the "
+                                         "command that opens it in JupyterLab")
+    exp.add_argument("--dest", default=None,
+                     help="where the copy goes (default: runs/explore.ipynb)")
+    exp.add_argument("--fresh", action="store_true",
+                     help="replace an existing copy with a fresh one")
+    exp.set_defaults(func=_explore)
+    pub = sub.add_parser("publish", help="copy a finished run's record and tables into results/ "
+                                         "(the committed reference results; no checkpoints)")
+    pub.add_argument("run_dir", help="the run folder, e.g. runs/E7/cpu")
+    pub.add_argument("--name", default=None, help="its name under results/<experiment>/ "
+                                                  "(default: the run's name)")
+    pub.add_argument("--root", default=None, help="the results folder (default: results/)")
+    pub.add_argument("--replace", action="store_true", help="overwrite a result of that name")
+    pub.set_defaults(func=_publish)
     try:
         from .data.cli import add_data_parser, run_data_command
     except ImportError:  # pragma: no cover - the data package is always shipped
@@ -175,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
         data = add_data_parser(sub)
         data.set_defaults(func=run_data_command)
     return parser
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .runs import publish_run
+
+    target = publish_run(args.run_dir, args.name, root=args.root, replace=args.replace)
+    files = sorted(p.name for p in target.iterdir())
+    print(f"published {args.run_dir} -> {target} ({', '.join(files)})")
+    return 0
 
 
 def os_error_message(exc: OSError) -> str:

@@ -24,9 +24,10 @@ from .data import build_task_source as image_task_source
 from .data.registry import dataset_names, get_spec
 from .device import resolve_device
 from .learner import INPUT_SHAPES, MetaLearner, build_learner
-from .models import MODEL_NAMES
+from .models import MODEL_DEFAULTS, MODEL_NAMES
 from .rules import RULE_NAMES
 from .tasks.base import TaskSource
+from .tasks.pool import TaskPool
 
 __all__ = ["DTYPES", "ENGINES", "OPTIMIZERS", "TrainConfig", "build_task_source",
            "learner_from_config", "load_learner"]
@@ -56,6 +57,13 @@ class TrainConfig:
     thresholds for the whole process at the start of the run on a CPU
     (:mod:`maml_probe.fast.allocator`: ~20% faster second-order steps); the experiments' presets
     turn it on.
+
+    ``task_pool`` (Appendix A.1.1 and A.1.2: "we generate 20,000 training tasks"): ``None`` (the
+    default) draws fresh episodes at every iteration; a positive integer ``N`` meta-trains on a
+    fixed pool of ``N`` tasks of the ``train`` split (:class:`~maml_probe.tasks.pool.TaskPool`),
+    pool task ``i`` a function of ``(seed, i)``, so resuming and sharing a meta-batch across
+    processes give the same tasks. Evaluation splits are never pooled. Experiments take it as an
+    override, e.g. ``image_config(..., task_pool=20000)`` or the notebooks' ``overrides``.
     """
 
     dataset: str = "synthetic"
@@ -86,6 +94,7 @@ class TrainConfig:
     dtype: str = "float32"
     engine: str = field(default_factory=lambda: os.environ.get("MAML_PROBE_IMPL", "auto"))
     tune_malloc: bool = False
+    task_pool: int | None = None
 
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError`` naming the first bad field."""
@@ -107,6 +116,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.eval_steps is not None and (not isinstance(self.eval_steps, int) or self.eval_steps < 0):
             raise ValueError(f"eval_steps must be a non-negative integer or None, got {self.eval_steps!r}")
+        if self.task_pool is not None and (not isinstance(self.task_pool, int)
+                                           or isinstance(self.task_pool, bool) or self.task_pool <= 0):
+            raise ValueError(f"task_pool must be a positive integer or None, got {self.task_pool!r}")
         if not isinstance(self.eval_every, int) or self.eval_every < 0:
             raise ValueError(f"eval_every must be a non-negative integer, got {self.eval_every!r}")
         for name in ("alpha", "meta_lr"):
@@ -150,21 +162,45 @@ class TrainConfig:
 
 
 def _identity(d: dict[str, Any]) -> dict[str, Any]:
-    """What a config dict trains: its fields but where and how it runs, and ``iterations``."""
+    """What a config dict trains: its fields but where and how it runs, and ``iterations``.
+
+    Model options at the value the model name implies (``depth=4`` of ``cnn``) count as absent.
+    """
     d = {**TrainConfig().to_dict(), **d}
     d["dataset_kwargs"] = {k: v for k, v in (d.get("dataset_kwargs") or {}).items()
                            if k not in LOCATION_KEYS}
+    implied = MODEL_DEFAULTS.get(d.get("model"), {})  # {"depth": 4} of "cnn" is the CNN itself
+    d["model_kwargs"] = {k: v for k, v in (d.get("model_kwargs") or {}).items()
+                         if implied.get(k, object()) != v}
     return {k: v for k, v in d.items() if k not in ("iterations", "device", "engine", "tune_malloc")}
 
 
 def build_task_source(cfg: TrainConfig, split: str, device: torch.device | str = "cpu") -> TaskSource:
-    """The task source of ``split`` (``train``/``val``/``test``) for ``cfg``."""
+    """The task source of ``split`` (``train``/``val``/``test``) for ``cfg``.
+
+    With ``cfg.task_pool`` set, the ``train`` split's source is wrapped in a
+    :class:`~maml_probe.tasks.pool.TaskPool` of that many tasks seeded by ``cfg.seed``
+    (Appendix A.1.1 / A.1.2); other splits always draw fresh tasks.
+
+    Args:
+        cfg: the run's configuration.
+        split: ``train``, ``val`` or ``test`` (generated datasets have no splits: only
+            ``train`` is pooled).
+        device: where the tasks are returned.
+
+    Returns:
+        The task source.
+    """
     dtype = DTYPES[cfg.dtype]
     spec = get_spec(cfg.dataset)
     if spec.task_source is not None:  # generated tasks: no files, no splits
-        return spec.task_source(**cfg.dataset_kwargs, dtype=dtype, device=device)
-    return image_task_source(cfg.dataset, split, cfg.ways, cfg.shots, cfg.queries,
-                                  device=device, **cfg.dataset_kwargs)
+        source = spec.task_source(**cfg.dataset_kwargs, dtype=dtype, device=device)
+    else:
+        source = image_task_source(cfg.dataset, split, cfg.ways, cfg.shots, cfg.queries,
+                                   device=device, **cfg.dataset_kwargs)
+    if cfg.task_pool is not None and split == "train":
+        source = TaskPool(source, cfg.task_pool, seed=cfg.seed)
+    return source
 
 
 def learner_from_config(cfg: TrainConfig) -> MetaLearner:

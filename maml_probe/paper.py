@@ -3,7 +3,8 @@
 Accuracies are post-adaptation test accuracies in percent with the paper's ``± std``
 (Tables 1, 2, A1, A2); Table A3 holds parameter counts and seconds per meta-batch measured on a
 Titan XP. ``method`` labels are the ones our experiments write, so reports can join on
-``(table, dataset, method)``.
+``(table, dataset, method)``. :data:`PRUNE_THRESHOLDS` holds the pruning thresholds of
+Figure A.3 / Table A1's PRUNE column.
 """
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ _TABLEA3 = [  # dataset, method, model params, optimizer params, seconds per met
     ("miniimagenet", "SCNN w/ CFC1", 18_282, 42_585, 0.69, 16.13),
     ("miniimagenet", "SCNN w/ CFC10", 18_282, 349_197, 0.71, 21.48),
 ]
+
+#: Table A1's PRUNE column and Figure A.3 (Appendix A.2.3, "Effect of Pruning"): the magnitude
+#: thresholds below which the paper zeroes the weights of its meta-trained 4-layer CNN after
+#: adaptation, which the caption of Figure A.3 says give "the same number of parameters as the
+#: SCNN". They belong to the paper's trained weights; E8/E10 compute their own SCNN-size threshold
+#: by default and use these with ``prune_threshold="paper"``
+#: (:func:`maml_probe.probes.pruning.choose_threshold`).
+PRUNE_THRESHOLDS: dict[str, float] = {"omniglot": 0.30, "cifarfs": 0.5, "miniimagenet": 0.075}
 
 
 def _pairs(table: str, data: dict, methods: tuple[str, ...]) -> list[dict]:

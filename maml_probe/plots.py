@@ -22,11 +22,18 @@ def learning_curves(history: pd.DataFrame, title: str = "", split: str | None = 
     return fig
 
 
-def accuracy_bars(tests: pd.DataFrame, title: str = ""):
-    """Mean post-adaptation test accuracy per method with 95% CIs (per-task rows in ``tests``)."""
+def accuracy_bars(tests: pd.DataFrame, title: str = "", *, chance: float | None = None):
+    """Mean post-adaptation test accuracy per method with 95% CIs (per-task rows in ``tests``).
+
+    ``chance``: chance accuracy (``1 / ways``), drawn as a dotted line when given.
+    """
     df = tests[tests["phase"] == "post"]
     fig, ax = plt.subplots(figsize=(max(4, 1.3 * df["method"].nunique()), 4))
     sns.barplot(data=df, x="method", y="accuracy", errorbar=("ci", 95), ax=ax)
+    if chance is not None:
+        ax.axhline(chance, color="black", lw=0.8, ls=":")
+        ax.annotate(f"chance {chance:.0%}", (1, chance), xycoords=("axes fraction", "data"),
+                    ha="right", va="bottom", fontsize="small")
     ax.set(title=title, ylim=(0, 1.0), xlabel="")
     ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()

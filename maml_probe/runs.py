@@ -185,6 +185,58 @@ def output_dir(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir)
 
 
+#: What a reference result keeps of a run folder: its record and tables (no checkpoints,
+#: notebooks or figures; the report redraws the figures from the tables).
+PUBLISHED_PATTERNS = ("record.json", "*.csv", "README.md")
+
+
+def publish_run(run_dir: str | os.PathLike, name: str | None = None, *,
+                root: str | os.PathLike | None = None, replace: bool = False) -> Path:
+    """Copy a finished run's record and tables into the committed reference results.
+
+    ``runs/<experiment>/<run>/`` becomes ``results/<experiment>/<name>/`` holding only
+    :data:`PUBLISHED_PATTERNS` (kilobytes, not the checkpoints), so that ``maml-probe report``
+    on a fresh clone still sets its numbers beside the paper's.
+
+    Args:
+        run_dir: The run folder (``runs/<experiment>/<run>``).
+        name: The folder name under ``results/<experiment>/`` (default: the run's name).
+        root: The results folder (default: :data:`RESULTS_ROOT`).
+        replace: Overwrite an existing reference result of that name.
+
+    Returns:
+        The new folder.
+
+    Raises:
+        ValueError: The run has no ``record.json``, did not finish (``status`` is not ``ok``),
+            or the target exists and ``replace`` is false.
+    """
+    import json
+    import shutil
+
+    src = Path(run_dir)
+    try:
+        record = json.loads((src / "record.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{src} has no readable record.json ({exc}); is it a run folder?") from None
+    status = run_state(record)
+    if status != "ok":
+        raise ValueError(f"{src} did not finish (status {status!r}); only finished runs are published")
+    target = Path(root or RESULTS_ROOT) / src.parent.name / check_run_name(name or src.name)
+    if target.exists() and not replace:
+        raise ValueError(f"{target} exists; pass replace=True (--replace) to overwrite it")
+    staged = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    for pattern in PUBLISHED_PATTERNS:
+        for path in sorted(src.glob(pattern)):
+            if path.is_file():
+                shutil.copy2(path, staged / path.name)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staged, target)
+    return target
+
+
 def run_state(record: Mapping[str, Any], now: float | None = None) -> str:
     """The status of a run as it is now: a ``running`` record of a dead process reads ``dead``.
 

@@ -1,7 +1,9 @@
 """The explorer: its condition, history and rendering without widgets, the conditions against the
-probes, and its widgets driven from Python."""
+probes, and its widgets driven from Python; sweeps, the history and its export, the chance line,
+the data-root override, the CKA tab, the training progress and the notebook's working copy."""
 from __future__ import annotations
 
+import json
 import math
 import threading
 from html.parser import HTMLParser
@@ -12,27 +14,57 @@ import pytest
 import torch
 from matplotlib.container import BarContainer, ErrorbarContainer
 
-from maml_probe import probes
+try:
+    from data_fixtures import make_omniglot
+except ImportError:  # tests/ imported as a package
+    from tests.data_fixtures import make_omniglot
+
+from maml_probe import cli, probes
+from maml_probe.checkpoint import load_checkpoint, save_checkpoint
+from maml_probe.config import learner_from_config
 from maml_probe.evaluation import evaluate_summary
 from maml_probe.explorer import (
     HISTORY_COLUMNS,
     RESULT_COLUMNS,
+    SIMILARITY_COLUMNS,
+    SWEEP_COLUMNS,
+    SWEEP_VALUES,
+    TAB_TITLES,
+    WHEN_HELP,
+    WHEN_LABELS,
     Cancelled,
     Condition,
     Explorer,
     History,
     build_explorer,
+    chance_level,
+    check_export_folder,
     checkpoint_label,
+    copy_notebook,
+    default_export_folder,
     evaluate_condition,
     explore_once,
+    export_history,
     find_checkpoints,
+    history_figure,
+    history_html,
+    lab_command,
+    layer_similarity,
+    load_setup,
+    parse_values,
     plan_condition,
     results_figure,
     results_frame,
     results_html,
     results_png,
+    similarity_figure,
+    similarity_html,
+    sweep,
+    sweep_figure,
     train_smoke_model,
+    with_data_root,
 )
+from maml_probe.explorer.notebook import NOTEBOOK
 from maml_probe.learner import MetaLearner
 from maml_probe.models import ConvNet, layer_of
 from maml_probe.probes import (
@@ -44,7 +76,9 @@ from maml_probe.probes import (
     scaling_probe,
 )
 from maml_probe.probes.layers import ADAPT, FREEZE, NO_ADAPTATION
+from maml_probe.probes.similarity import similarity_probe
 from maml_probe.rules import make_rule
+from maml_probe.runs import RUNS_ROOT
 from maml_probe.tasks.base import TaskBatch
 from maml_probe.train import TrainConfig
 
@@ -540,7 +574,13 @@ def test_no_checkpoint_offers_to_train_the_smoke_model(tmp_path):
     assert "No checkpoint found under" in ex.empty_message.value
     assert ex.train_button.description == "Train smoke-scale model"
     ex.auto_run.value = True
+    moves = []
+    ex.progress.observe(lambda ch: moves.append((ex.progress.description, ch["new"],
+                                                 ex.progress.max)), "value")
     ex.train_button.click()                                  # blocking: trains here (seconds)
+    # the bar follows the training iterations, one step each, before the first evaluation
+    training = [(v, m) for d, v, m in moves if d == "training"]
+    assert training[:40] == [(i, 40) for i in range(1, 41)]
     assert find_checkpoints(tmp_path / "runs")
     assert (tmp_path / "runs" / "E1" / "smoke-explorer" / "record.json").exists()
     assert ex.widget.children == (ex.main_view,)
@@ -600,3 +640,416 @@ def test_cnn_layers_become_toggles_and_match_the_probes():
     ex.run_button.click()
     sp = scaling_probe(learner, setup.source, factors=[8.0], layers=["C1"], when="pre", **kw)
     assert _acc(_current(ex), "post") == _acc(sp, "post")
+
+
+# ---------------------------------------------------------------------------- history and export
+
+def _history_of_three() -> History:
+    hist = History()
+    hist.add("ck", Condition(), _summary(0.5, 0.7, condition="plain"), 1.0)
+    hist.add("ck", Condition(scale_layer="H1", scale_factor=2.0), _summary(0.5, 0.6), 1.0,
+             sweep="sweep 1: scale_factor")
+    hist.add("ck", Condition(scale_layer="H1", scale_factor=4.0), _summary(0.5, 0.4), 1.0,
+             sweep="sweep 1: scale_factor")
+    return hist
+
+
+def test_history_keeps_every_run_with_its_sweep_and_shows_them_all():
+    hist = _history_of_three()
+    assert hist.sweeps() == ["sweep 1: scale_factor"]
+    df = hist.frame()
+    assert list(df.columns) == HISTORY_COLUMNS
+    assert df["sweep"].tolist() == ["", ""] + ["sweep 1: scale_factor"] * 4
+    assert df["scale_factor"].tolist() == [1.0, 1.0, 2.0, 2.0, 4.0, 4.0]
+    cells = _Cells()
+    cells.feed(history_html(df))
+    head, *rows = cells.rows
+    assert head[:6] == ["#", "sweep", "condition", "pre-adaptation", "post-adaptation", "post − pre"]
+    # every run, not only the last two; newest first
+    assert [r[0] for r in rows] == ["3", "2", "1"]
+    assert rows[0][1] == "sweep 1: scale_factor" and rows[2][1:3] == ["", "plain"]
+    assert rows[0][3:6] == ["50.0% ± 5.0", "40.0% ± 2.0", "-10.0"]
+    assert "No run yet" in history_html(History().frame())
+
+
+def test_export_history_writes_a_tidy_csv_and_a_png_where_asked(tmp_path):
+    hist = _history_of_three()
+    csv = export_history(hist, tmp_path / "out", "csv", stem="h")
+    assert csv == tmp_path / "out" / "h.csv"
+    back = pd.read_csv(csv, keep_default_na=False)
+    assert list(back.columns) == HISTORY_COLUMNS
+    assert back["accuracy"].tolist() == hist.frame()["accuracy"].tolist()
+    assert back["sweep"].tolist() == hist.frame()["sweep"].tolist()
+    png = export_history(hist, tmp_path / "out", "png", chance=0.5)
+    assert png.parent == tmp_path / "out" and png.name.startswith("explorer-history-")
+    assert png.suffix == ".png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="history is empty"):
+        export_history(History(), tmp_path, "csv")
+    with pytest.raises(ValueError, match="fmt must be one of"):
+        export_history(hist, tmp_path, "xlsx")
+
+
+def test_exports_default_under_runs_and_never_into_the_notebooks_folder(tmp_path):
+    assert default_export_folder(tmp_path / "runs") == tmp_path / "runs" / "explorer"
+    assert default_export_folder() == RUNS_ROOT / "explorer"
+    assert check_export_folder(tmp_path / "anywhere") == tmp_path / "anywhere"
+    notebooks = NOTEBOOK.parent
+    for folder in (notebooks, notebooks / "exports"):
+        with pytest.raises(ValueError, match="tracked notebooks folder"):
+            check_export_folder(folder)
+        with pytest.raises(ValueError, match="tracked notebooks folder"):
+            export_history(_history_of_three(), folder, "csv")
+    assert not list(notebooks.glob("explorer-history-*")) and not (notebooks / "exports").exists()
+
+
+def test_history_plot_has_every_run_and_the_chance_line():
+    ax = history_figure(_history_of_three().frame(), chance=0.5).axes[0]
+    post = next(c for c in ax.containers if isinstance(c, ErrorbarContainer)
+                and c.get_label() == "post-adaptation")
+    assert list(post.lines[0].get_xdata()) == [1, 2, 3]
+    assert list(post.lines[0].get_ydata()) == [0.7, 0.6, 0.4]
+    _assert_chance_line(ax, 0.5)
+
+
+def test_widgets_history_table_and_export_buttons(runs_root):
+    ex = _explorer(runs_root)
+    assert ex.tabs.titles == TAB_TITLES
+    assert ex.export_folder.value == str(runs_root / "explorer")
+    ex.export_csv_button.click()                               # nothing yet: says so
+    assert "not exported" in ex.export_status.value and "empty" in ex.export_status.value
+    for factor in (1.0, 2.0, 4.0):
+        ex.set(scale_factor=factor)
+        ex.run_button.click()
+    cells = _Cells()
+    cells.feed(ex.history_table.value)
+    assert [r[0] for r in cells.rows[1:]] == ["3", "2", "1"]           # all three, newest first
+    ex.export_csv_button.click()
+    (csv,) = (runs_root / "explorer").glob("explorer-history-*.csv")
+    assert str(csv) in ex.export_status.value
+    pd.testing.assert_frame_equal(pd.read_csv(csv, keep_default_na=False)[["run_number", "accuracy"]],
+                                  ex.runs.frame()[["run_number", "accuracy"]].astype({"run_number": int}))
+    ex.export_png_button.click()
+    (png,) = (runs_root / "explorer").glob("explorer-history-*.png")
+    assert str(png) in ex.export_status.value and png.read_bytes()[:4] == b"\x89PNG"
+    ex.export_folder.value = str(NOTEBOOK.parent)
+    assert ex.export() is None and "tracked notebooks folder" in ex.export_status.value
+    # the history tab's plot is drawn when the tab is shown
+    assert ex.history_plot.layout.display == "none"
+    ex.tabs.selected_index = TAB_TITLES.index("History")
+    assert ex.history_plot.layout.display is None and ex.history_plot.value[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------------------- chance level
+
+def _assert_chance_line(ax, chance: float) -> None:
+    lines = [ln for ln in ax.get_lines() if ln.get_label().startswith("chance")]
+    assert len(lines) == 1, [ln.get_label() for ln in ax.get_lines()]
+    assert set(lines[0].get_ydata()) == {chance}
+    assert lines[0].get_label() == f"chance ({100 * chance:.3g}%)"
+    assert "chance" in [t.get_text().split(" ")[0] for t in ax.get_legend().get_texts()]
+
+
+def test_chance_level_is_one_over_ways(cnn, setup):
+    assert chance_level(cnn) == pytest.approx(0.2)                        # 5-way CNN
+    assert chance_level(setup.learner.model) == 0.5                       # E1: one logit, binary
+    assert chance_level(ConvNet("omniglot", 2, 20, filters=4)) == pytest.approx(0.05)
+
+
+def test_results_plot_draws_the_chance_line():
+    ax = results_figure(_two_runs(), "x", chance=0.2).axes[0]
+    _assert_chance_line(ax, 0.2)
+    assert not [ln for ln in results_figure(_two_runs()).axes[0].get_lines()
+                if ln.get_label().startswith("chance")]
+
+
+def test_widget_plots_carry_the_checkpoints_chance_line(runs_root):
+    ex = _explorer(runs_root)
+    assert ex.chance == 0.5 and "chance 50%" in ex.info.value
+    ex.run_button.click()
+    title = ex.current.frame["condition"].iloc[0]
+    assert ex.plot.value == results_png(ex.results(), title, 0.5)
+    assert ex.plot.value != results_png(ex.results(), title)
+
+
+# ---------------------------------------------------------------------------- sweeps
+
+def test_parse_values():
+    assert parse_values("1, 2, 4") == (1.0, 2.0, 4.0)
+    assert parse_values("2^0 2^1 2 ^ 5") == (1.0, 2.0, 32.0)
+    assert parse_values("0; 2**-4\n0.5") == (0.0, 0.0625, 0.5)
+    with pytest.raises(ValueError, match="at least one value"):
+        parse_values(" , ")
+    with pytest.raises(ValueError, match="not a number: 'x'"):
+        parse_values("1, x")
+
+
+def test_sweep_of_the_scaling_factor_is_the_scaling_probe_curve(setup):
+    """One click's worth of Fig A.2: H1 x 2^0..2^5 before adaptation, the scaling probe's rows."""
+    assert SWEEP_VALUES["scale_factor"] == (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+    hist, seen = History(), []
+    base = Condition(scale_layer="H1", scale_when="pre", **FAST)
+    df = sweep(setup, base, "scale_factor", history=hist, checkpoint="ck",
+               progress=lambda done, total: seen.append((done, total)))
+    assert list(df.columns) == SWEEP_COLUMNS
+    assert df["value"].drop_duplicates().tolist() == list(SWEEP_VALUES["scale_factor"])
+    sp = scaling_probe(setup.learner, setup.source, steps=setup.steps, layers=["H1"], when="pre",
+                       progress=False, **FAST)
+    for factor in SWEEP_VALUES["scale_factor"]:
+        assert _acc(df, "post", value=factor) == _acc(sp, "post", scale=factor), factor
+    # each value is a run of the history, labelled as this sweep
+    assert len(hist) == 6 and hist.sweeps() == ["sweep 1: scale_factor"]
+    assert hist.frame()["scale_factor"].drop_duplicates().tolist() == list(SWEEP_VALUES["scale_factor"])
+    assert hist.frame()["accuracy"].tolist() == df["accuracy"].tolist()
+    # progress runs over the whole sweep, never backwards
+    assert seen[-1] == (6 * TASKS, 6 * TASKS) and all(t == 6 * TASKS for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # a second sweep of another knob gets its own label
+    noise = sweep(setup, Condition(**FAST), "noise_scale", [0.0, 2.0], history=hist)
+    assert hist.sweeps() == ["sweep 1: scale_factor", "sweep 2: noise_scale"]
+    assert _acc(noise, "post", value=0.0) == _acc(explore_once(setup, **FAST), "post")
+
+
+def test_sweep_refuses_bad_values_before_running_and_keeps_finished_points_on_cancel(setup):
+    hist = History()
+    with pytest.raises(ValueError, match="steps must be whole numbers"):
+        sweep(setup, Condition(**FAST), "steps", [1, 1.5], history=hist)
+    with pytest.raises(ValueError, match="needs a scale_layer"):
+        sweep(setup, Condition(**FAST), "scale_factor", [1.0, 2.0], history=hist)
+    with pytest.raises(ValueError, match="cannot sweep 'seed'"):
+        sweep(setup, Condition(**FAST), "seed", [1, 2], history=hist)
+    assert len(hist) == 0
+    calls = []
+
+    def stop():                      # stop before the second value's second batch
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(Cancelled):
+        sweep(setup, Condition(**FAST), "steps", [0, 1, 2], history=hist, should_stop=stop)
+    assert len(hist) == 1 and hist.current.condition.steps == 0
+
+
+def test_sweep_plot_is_accuracy_against_the_value_with_chance(setup):
+    df = sweep(setup, Condition(scale_layer="FC", scale_when="post", num_tasks=25, seed=7),
+               "scale_factor", [1.0, 4.0, 32.0])
+    ax = sweep_figure(df, chance=0.5, title="t", xlabel="scaling factor").axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "scaling factor"
+    bars = {c.get_label(): c for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    assert set(bars) == {"pre-adaptation accuracy", "post-adaptation accuracy"}
+    post = bars["post-adaptation accuracy"].lines[0]
+    assert list(post.get_xdata()) == [1.0, 4.0, 32.0]
+    assert list(post.get_ydata()) == df[df.phase == "post"]["accuracy"].tolist()
+    _assert_chance_line(ax, 0.5)
+
+
+def test_sweep_button_runs_each_value_into_the_history(runs_root, setup):
+    ex = _explorer(runs_root)
+    ex.run_button.click()                                       # run #1
+    assert ex.sweep_knob.value == "scale_factor" and ex.sweep_values.value == "1, 2, 4, 8, 16, 32"
+    ex.sweep_knob.value = "noise_scale"
+    assert ex.sweep_values.value == "0, 0.0625, 0.125, 0.25, 0.5, 1, 2"
+    ex.sweep_knob.value = "scale_factor"
+    ex.set(scale_layer="H1", scale_when="post")
+    ex.sweep_values.value = "1, 4, 2^4"
+    ex.sweep_button.click()
+    assert ex.status_text().startswith("done (#2–#4): sweep of the scaling factor over 1, 4, 16")
+    assert len(ex.runs) == 4 and ex.runs.sweeps() == ["sweep 1: scale_factor"]
+    sp = scaling_probe(setup.learner, setup.source, steps=setup.steps, factors=[1.0, 4.0, 16.0],
+                       layers=["H1"], when="post", progress=False, **FAST)
+    for factor in (1.0, 4.0, 16.0):
+        assert _acc(ex.sweep_result, "post", value=factor) == _acc(sp, "post", scale=factor)
+    assert ex.sweep_plot.layout.display is None and ex.sweep_plot.value[:4] == b"\x89PNG"
+    assert ex.progress.value == ex.progress.max == 3 * TASKS
+    cells = _Cells()
+    cells.feed(ex.history_table.value)
+    assert [r[0] for r in cells.rows[1:]] == ["4", "3", "2", "1"]
+    ex.sweep_values.value = "1, banana"
+    ex.sweep_button.click()
+    assert ex.status_text().startswith("cannot sweep: not a number: 'banana'")
+    assert len(ex.runs) == 4
+
+
+# ---------------------------------------------------------------------------- pre/post labels
+
+def test_pre_post_toggles_say_when_the_change_is_applied(runs_root):
+    assert WHEN_LABELS == {"pre": "before adaptation", "post": "after adaptation"}
+    assert "meta-learned initialisation" in WHEN_HELP["pre"]
+    assert "adapted weights" in WHEN_HELP["post"]
+    ex = _explorer(runs_root)
+    for toggle in (ex.scale_when, ex.noise_when):
+        assert toggle.options == (("before adaptation", "pre"), ("after adaptation", "post"))
+        assert toggle.value == "pre" and toggle.label == "before adaptation"
+        assert "initialisation" in toggle.tooltips[0] and "adapted weights" in toggle.tooltips[1]
+    assert "Fig A.2" in ex.when_help.value and "initialisation" in ex.when_help.value
+    ex.scale_when.value = "post"
+    assert ex.scale_when.label == "after adaptation" and ex.settings().scale_when == "post"
+
+
+# ---------------------------------------------------------------------------- training progress
+
+def test_smoke_training_reports_each_iteration_and_trains_the_same_model(runs_root, tmp_path):
+    seen = []
+    path = train_smoke_model(tmp_path / "runs", on_iteration=lambda d, t: seen.append((d, t)))
+    assert seen == [(i, 40) for i in range(1, 41)]
+    a = load_checkpoint(path)["learner"]
+    b = load_checkpoint(find_checkpoints(runs_root)[0])["learner"]    # trained without a callback
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (path.parent / "test.csv").exists()
+
+
+# ---------------------------------------------------------------------------- data root
+
+@pytest.fixture(scope="module")
+def moved_checkpoint(tmp_path_factory):
+    """A 2-way Omniglot SCNN checkpoint whose stored data root does not exist here, and the
+    folder where its (generated) Omniglot really is."""
+    base = tmp_path_factory.mktemp("moved")
+    here = base / "here"
+    make_omniglot(here / "omniglot")
+    cfg = TrainConfig(dataset="omniglot", model="scnn", ways=2, shots=1, queries=1, steps=1,
+                      iterations=1, dataset_kwargs={
+                          "root": str(base / "elsewhere"), "cache_dir": str(base / "gone"),
+                          "split_sizes": [4, 2, 2], "rotations": [0], "progress": False})
+    torch.manual_seed(0)
+    learner = learner_from_config(cfg)
+    path = base / "runs" / "E7" / "moved" / "scnn" / "checkpoint.pt"
+    save_checkpoint(path, {"config": cfg.to_dict(), "learner": learner.state_dict(),
+                           "iteration": 1})
+    return path, here, base
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAML_PROBE_CACHE", str(tmp_path / "cache"))
+
+
+def test_data_root_override_finds_the_dataset_here(moved_checkpoint, private_cache):
+    path, here, base = moved_checkpoint
+    with pytest.raises(FileNotFoundError, match=r"trained with its omniglot data in .*elsewhere"):
+        load_setup(path)
+    setup = load_setup(path, data_root=here)
+    kw = setup.config.dataset_kwargs
+    assert kw["root"] == str(here) and "cache_dir" not in kw                # a missing cache dropped
+    assert kw["split_sizes"] == [4, 2, 2]
+    got = explore_once(setup, num_tasks=4, batch_size=2)
+    assert got["n"].eq(4).all()
+    assert chance_level(setup.learner.model) == 0.5
+    # generated tasks need no data: the override changes nothing
+    synthetic = TrainConfig(dataset_kwargs={"dim": 5})
+    assert with_data_root(synthetic, here) is synthetic
+    assert with_data_root(setup.config, "  ") is setup.config
+
+
+def test_data_root_field_reopens_the_checkpoint(moved_checkpoint, private_cache):
+    path, here, base = moved_checkpoint
+    ex = Explorer(base / "runs", blocking=True, auto_run=False, num_tasks=4, batch_size=2)
+    assert ex.setup is None and ex.status_text().startswith("could not open E7/moved/scnn")
+    assert "Set 'data root'" in ex.status_text()
+    ex.data_root.value = str(here)
+    assert ex.status_text() == "opened E7/moved/scnn"
+    assert ex.setup.config.dataset_kwargs["root"] == str(here) and f"data in {here}" in ex.info.value
+    ex.run_button.click()
+    assert ex.status_text().startswith("done (#1)")
+    # the field given up front works as well
+    ex = Explorer(base / "runs", blocking=True, auto_run=False, data_root=here, num_tasks=4,
+                  batch_size=2)
+    assert ex.setup is not None and ex.status_text() == "opened E7/moved/scnn"
+
+
+# ---------------------------------------------------------------------------- similarity (CKA)
+
+def test_layer_similarity_is_the_cka_probe_per_layer(setup):
+    seen = []
+    df = layer_similarity(setup, num_tasks=10, seed=3, batch_size=5,
+                          progress=lambda d, t: seen.append((d, t)))
+    assert list(df.columns) == SIMILARITY_COLUMNS
+    assert df["layer"].tolist() == ["H1", "H2", "H3", "FC"] and df["n"].eq(10).all()
+    rows = similarity_probe(setup.learner, setup.source, steps=setup.steps, num_tasks=10, seed=3,
+                            batch_size=5, progress=False)
+    for layer in ("H1", "FC"):
+        mine = df.set_index("layer").loc[layer]
+        theirs = rows[rows.layer == layer]
+        assert mine["cka"] == pytest.approx(theirs["cka"].mean(), abs=1e-12)
+        assert mine["param_change"] == pytest.approx(theirs["param_change"].mean(), abs=1e-12)
+    assert seen == [(0, 10), (5, 10), (10, 10)]
+    # ANIL adapts the head only: the body's representations are exactly unchanged
+    anil = layer_similarity(setup, num_tasks=5, seed=3, preset="anil").set_index("layer")
+    assert anil.loc[["H1", "H2", "H3"], "cka"].eq(1.0).all()
+    assert anil.loc[["H1", "H2", "H3"], "param_change"].eq(0.0).all()
+    assert anil.loc["FC", "param_change"] > 0
+    with pytest.raises(ValueError, match="unknown adaptation preset"):
+        layer_similarity(setup, preset="half")
+    with pytest.raises(Cancelled):
+        layer_similarity(setup, num_tasks=10, batch_size=5, should_stop=lambda: True)
+
+
+def test_similarity_table_and_bars():
+    df = pd.DataFrame({"preset": "full", "layer": ["H1", "FC"], "cka": [0.99, 0.5],
+                       "ci95": [0.01, math.nan], "std": 0.1, "n": 10, "param_change": [0.02, 0.3]})
+    cells = _Cells()
+    cells.feed(similarity_html(df))
+    assert cells.rows[1:] == [["H1", "0.990 ± 0.010", "2.0", "10"], ["FC", "0.500", "30.0", "10"]]
+    ax = similarity_figure(df, "t").axes[0]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [b.get_height() for b in bars[0]] == [0.99, 0.5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["H1", "FC"]
+    assert "press" in similarity_html(pd.DataFrame())
+
+
+def test_similarity_tab_runs_the_probe(runs_root, setup):
+    ex = _explorer(runs_root, similarity_tasks=6)
+    assert ex.tabs.titles[2] == "Similarity (CKA)"
+    ex.sim_preset.value = "anil"
+    ex.sim_button.click()
+    assert ex.status_text().startswith("done: CKA per layer, ANIL (head only), 6 tasks")
+    want = layer_similarity(setup, num_tasks=6, seed=7, preset="anil")
+    pd.testing.assert_frame_equal(ex.similarity_result, want)
+    cells = _Cells()
+    cells.feed(ex.sim_table.value)
+    assert [r[0] for r in cells.rows[1:]] == ["H1", "H2", "H3", "FC"]
+    assert cells.rows[1][1].startswith("1.000")
+    assert ex.sim_plot.layout.display is None and ex.sim_plot.value[:4] == b"\x89PNG"
+    assert len(ex.runs) == 0                       # the CKA probe is not an accuracy run
+
+
+# ---------------------------------------------------------------------------- a clean repository
+
+def test_committed_notebook_has_no_outputs_and_points_to_the_working_copy():
+    nb = json.loads(NOTEBOOK.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
+    assert "widgets" not in nb.get("metadata", {})
+    text = "".join("".join(c["source"]) for c in nb["cells"])
+    assert "maml-probe explore" in text and "runs/explore.ipynb" in text
+    assert "data_root = None" in text and "data_root=data_root" in text
+
+
+def test_copy_notebook_puts_a_clean_copy_outside_git(tmp_path):
+    dest = copy_notebook(tmp_path / "runs")
+    assert dest == tmp_path / "runs" / "explore.ipynb"
+    assert json.loads(dest.read_text())["cells"] == json.loads(NOTEBOOK.read_text())["cells"]
+    # outputs a user left in some source notebook are not copied
+    dirty = json.loads(NOTEBOOK.read_text())
+    dirty["cells"][-1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x"}]
+    dirty["cells"][-1]["execution_count"] = 3
+    src = tmp_path / "dirty.ipynb"
+    src.write_text(json.dumps(dirty))
+    copy = copy_notebook(tmp_path / "mine.ipynb", source=src)
+    assert all(c.get("outputs", []) == [] for c in json.loads(copy.read_text())["cells"])
+    # an existing copy is the user's: kept unless asked
+    dest.write_text("{}")
+    assert copy_notebook(tmp_path / "runs").read_text() == "{}"
+    assert copy_notebook(tmp_path / "runs", overwrite=True).read_text() != "{}"
+    with pytest.raises(ValueError, match="committed notebook itself"):
+        copy_notebook(NOTEBOOK)
+    assert lab_command(dest).endswith(f"lab {dest}")
+
+
+def test_explore_command_copies_and_prints_how_to_open(tmp_path, capsys):
+    assert cli.main(["explore", "--dest", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    path = tmp_path / "runs" / "explore.ipynb"
+    assert path.exists() and f"copied the explorer notebook to {path}" in out
+    assert f"jupyter lab {path}" in out
+    assert cli.main(["explore", "--dest", str(path)]) == 0
+    assert "kept your copy" in capsys.readouterr().out

@@ -5,7 +5,10 @@ The test trains the smoke-scale model into a temporary ``runs/``, starts Jupyter
 ``@jupyter-widgets/jupyterlab-manager`` extension is what renders the widgets: nothing is
 built), opens a copy of ``notebooks/explore.ipynb`` pointed at that ``runs/``, runs all cells,
 moves the scaling slider with the keyboard, clicks *Run*, and checks that the rendered results
-table changed. A screenshot is saved as ``<tmp_path>/explorer.png``.
+table changed; then clicks *Sweep* (the scaling factor over 2^0..2^5, Fig A.2), waits for the
+sweep to finish and checks, on the *History* tab, that the table of every condition tried grew by
+one row per value. Screenshots are saved as ``<tmp_path>/explorer.png`` and
+``<tmp_path>/explorer-history.png``.
 
 Chromium is Debian's package (``scripts/setup.sh`` installs it when it can); the test skips,
 saying so, only when no Chromium executable is found.
@@ -60,7 +63,8 @@ def _prepare_notebook(folder: Path, runs_root: Path) -> Path:
     nb = json.loads(NOTEBOOK.read_text())
     for cell in nb["cells"]:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
-            cell["source"] = [f"runs_root = {str(runs_root)!r}\n", "checkpoint = None\n"]
+            cell["source"] = [f"runs_root = {str(runs_root)!r}\n", "checkpoint = None\n",
+                              "data_root = None\n"]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "explore.ipynb"
     path.write_text(json.dumps(nb, indent=1))
@@ -182,6 +186,7 @@ def test_explorer_notebook_in_jupyterlab(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
     proc = _start_lab(tmp_path, root_dir, port, token)
     shot = tmp_path / "explorer.png"
+    history_shot = tmp_path / "explorer-history.png"
     try:
         _wait_for_server(proc, port, token, tmp_path / "jupyterlab.log")
         with sync_api.sync_playwright() as p:
@@ -227,6 +232,23 @@ def test_explorer_notebook_in_jupyterlab(tmp_path):
                 after = table.inner_text()
                 explorer.scroll_into_view_if_needed()
                 page.screenshot(path=str(shot), full_page=True)
+                # the pre/post toggles say when the scaling is applied
+                when = page.locator(".maml-explorer-scale-when").inner_text()
+                assert "before adaptation" in when and "after adaptation" in when, when
+
+                # one click: the scaling factor over 2^0..2^5, six runs into the history
+                values = page.locator(".maml-explorer-sweep-values input")
+                assert values.input_value() == "1, 2, 4, 8, 16, 32"
+                page.locator(".maml-explorer-sweep").click()
+                _wait_until(lambda: status.inner_text().startswith("done (#3–#8): sweep"),
+                            "the sweep's six runs", page)
+                page.locator(".maml-explorer-tabs .lm-TabBar-tab",
+                             has_text=re.compile(r"^History$")).click()
+                history_rows = page.locator("table.maml-explorer-history tbody tr")
+                _wait_until(lambda: history_rows.count() == 8, "eight rows in the history", page)
+                history = history_rows.all_inner_texts()
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(history_shot), full_page=True)
             except BaseException:
                 page.screenshot(path=str(tmp_path / "explorer-failure.png"), full_page=True)
                 raise
@@ -246,3 +268,9 @@ def test_explorer_notebook_in_jupyterlab(tmp_path):
     pre = lambda row: row.split("\t")[3]
     assert pre(current) == pre(previous), after
     assert shot.exists() and shot.stat().st_size > 10_000
+    # newest first: the six sweep points (#8..#3), then the two single runs
+    numbers = [row.split("\t")[0].strip() for row in history]
+    assert numbers == ["8", "7", "6", "5", "4", "3", "2", "1"], history
+    assert all("sweep 1: scale_factor" in row for row in history[:6]), history
+    assert "H1×32 pre" in history[0] and "H1×4 pre" in history[-2], history
+    assert history_shot.exists() and history_shot.stat().st_size > 10_000

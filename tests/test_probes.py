@@ -446,9 +446,10 @@ def test_noise_and_scaling_plots_draw_accuracy_against_the_sorted_scales():
                             "accuracy": [.1, .6, .5, .6, .2, .7, .7, .7], "ci95": .01})
     c2, fc = plots.plot_scaling_probe(scaling).axes
     assert (c2.get_title(), fc.get_title()) == ("Scaling C2", "Scaling FC")
-    assert _errorbars(c2)["Pre-Adaptation"][1] == pytest.approx([.6, .1])
-    assert _errorbars(c2)["Post-Adaptation"][1] == pytest.approx([.6, .5])
-    assert _errorbars(fc)["Pre-Adaptation"][1] == pytest.approx([.7, .2])
+    pre, post = plots.SCALED_WHEN["pre"], plots.SCALED_WHEN["post"]
+    assert _errorbars(c2)[pre][1] == pytest.approx([.6, .1])
+    assert _errorbars(c2)[post][1] == pytest.approx([.6, .5])
+    assert _errorbars(fc)[pre][1] == pytest.approx([.7, .2])
     assert [t.get_text() for t in fc.get_xticklabels()] == ["$2^{0}$", "$2^{2}$"]
 
 

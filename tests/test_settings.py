@@ -145,3 +145,14 @@ def test_the_default_depth_is_the_model_itself():
     b = image_config("omniglot", "cnn", "maml", "cpu")
     assert a.identity_key() == b.identity_key() and not a.differences(b.to_dict())
     assert image_config("omniglot", "cnn", "maml", "cpu", depth=3).identity_key() != b.identity_key()
+    # the depth sweep sets depth=4 explicitly: still the same model as E3's CNN
+    swept = b.replace(model_kwargs={"depth": 4})
+    assert swept.identity_key() == b.identity_key() and not swept.differences(b.to_dict())
+
+
+def test_dataset_options_add_to_the_data_location():
+    """Catches: ``overrides={"dataset_kwargs": {...}}`` dropping ``data_root``/``cache_dir`` (the
+    run would then look for the data in the default folder)."""
+    cfg = image_config("cifarfs", "scnn", "maml", "cpu", data_root="/d", cache_dir="/c",
+                       dataset_kwargs={"normalise": "channel"})
+    assert cfg.dataset_kwargs == {"root": "/d", "cache_dir": "/c", "normalise": "channel"}

@@ -11,7 +11,18 @@ split of the 100 fine classes is Bertinetto et al.'s, carried in
 ``maml_probe/data/splits/cifarfs_{train,val,test}.txt``: the class sets come from torchmeta's
 ``assets/cifar100/cifar-fs/*.json``, which reproduce the split files of
 github.com/bertinetto/r2d2; they could not be compared with the r2d2 repository itself here.
-No resizing; the sampler's default normalisation is ``x / 255``.
+No resizing.
+
+**Normalisation** (``normalise=``, a loader option, so also ``TrainConfig.dataset_kwargs``):
+``"pixel"`` (the default) leaves the sampler's ``x / 255`` (values in [0, 1]); ``"channel"``
+standardises each colour channel as Bertinetto et al. (2019) do, whose preprocessing the paper
+reproduces for CIFAR-FS (Appendix A.1.2): ``(x / 255 - mean_c) / std_c`` with the mean and
+standard deviation of channel ``c`` over every pixel of every image of the 64 *training*
+classes (:func:`channel_stats`), the same statistics for all three splits, so training images
+have per-channel mean 0 and standard deviation 1. The statistics are recorded in the loaded
+split's ``info`` (``mean``, ``std``, in [0, 1] units), which
+:class:`~maml_probe.data.episodes.EpisodeSampler` applies. The image cache is the same for both:
+they differ only in how the sampler scales the uint8 pixels, so its key does not name the option.
 """
 from __future__ import annotations
 
@@ -20,7 +31,7 @@ import pickle
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -37,6 +48,11 @@ FOLDER = "cifar-100-python"
 PARTS = ("train", "test", "meta")
 #: How the sampler scales pixels (recorded in every loaded split's ``info``).
 NORMALISATION = "x / 255 per channel, values in [0, 1]"
+#: What ``normalise="channel"`` records instead (Bertinetto et al., 2019; see the module docstring).
+CHANNEL_NORMALISATION = ("(x / 255 - mean) / std per channel, mean and std over the 64 training "
+                         "classes (Bertinetto et al., 2019)")
+#: The values of the loader's ``normalise`` option: pixel scaling (default) or per channel.
+NORMALISATIONS = ("pixel", "channel")
 SPLIT_DIR = Path(__file__).resolve().parent / "splits"
 
 #: The 100 CIFAR-100 fine labels in label-index order (as in ``meta['fine_label_names']``).
@@ -135,22 +151,72 @@ def cifar100_classes(root: str | os.PathLike | None = None,
                                   lambda: _build(source, progress), mmap=mmap)
 
 
-def load_cifarfs(root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-                 split: str = "train", *, progress: bool = True,
-                 mmap: bool = False) -> FewShotDataset:
-    """One CIFAR-FS split ``[64 | 16 | 20, 600, 3, 32, 32]`` uint8 RGB (see module docstring).
+def channel_stats(images: np.ndarray,
+                  classes: Sequence[int] | None = None) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images, in ``x / 255`` units.
 
-    ``progress`` shows a bar while the archive is read for the first (cache-building) load.
+    Exact (from a histogram of the 256 pixel values per channel), and read one class at a time,
+    so a memory-mapped cache is never copied whole.
+
+    Args:
+        images: ``[classes, per_class, C, H, W]`` uint8.
+        classes: The classes (first-axis positions) to average over; ``None``: all.
+
+    Returns:
+        ``(mean, std)``, ``C`` floats each; ``std`` is the population standard deviation over
+        every pixel of every image.
     """
-    check_choice("split", split, SPLITS)
-    array, meta = cifar100_classes(root, cache_dir, progress=progress, mmap=mmap)
+    channels = images.shape[2]
+    hist = np.zeros((channels, 256), dtype=np.int64)
+    for k in range(len(images)) if classes is None else classes:
+        for c in range(channels):
+            hist[c] += np.bincount(np.ascontiguousarray(images[k, :, c]).ravel(), minlength=256)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    n = hist.sum(axis=1)
+    mean = hist @ values / n
+    var = np.maximum(hist @ values**2 / n - mean**2, 0.0)
+    return mean.tolist(), np.sqrt(var).tolist()
+
+
+def _class_index(meta: dict[str, Any], split: str) -> list[int]:
+    """Positions in the cache of ``split``'s classes (``ValueError`` naming unknown ones)."""
     index = {n: i for i, n in enumerate(meta["class_names"])}
     wanted = split_classes(split)
     unknown = [n for n in wanted if n not in index]
     if unknown:
         raise ValueError(f"CIFAR-FS {split} classes {unknown} are not fine labels of "
                          f"{meta['sources'][0]['path']}")
-    idx = [index[n] for n in wanted]
+    return [index[n] for n in wanted]
+
+
+def load_cifarfs(root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+                 split: str = "train", *, normalise: str = "pixel", progress: bool = True,
+                 mmap: bool = False) -> FewShotDataset:
+    """One CIFAR-FS split ``[64 | 16 | 20, 600, 3, 32, 32]`` uint8 RGB (see module docstring).
+
+    Args:
+        root: The data directory.
+        cache_dir: The cache directory.
+        split: ``train``, ``val`` or ``test``.
+        normalise: ``"pixel"`` (``x / 255``, the default) or ``"channel"`` (per-channel mean 0
+            and std 1 over the training classes, as Bertinetto et al., 2019; Appendix A.1.2).
+        progress: Show a bar while the archive is read for the first (cache-building) load.
+        mmap: Memory-map the cache instead of reading it.
+
+    Returns:
+        The split; with ``normalise="channel"`` its ``info`` holds the ``mean`` and ``std``
+        that the episode sampler applies.
+    """
+    check_choice("split", split, SPLITS)
+    check_choice("normalise", normalise, NORMALISATIONS)
+    array, meta = cifar100_classes(root, cache_dir, progress=progress, mmap=mmap)
+    idx = _class_index(meta, split)
     info = {"source": meta["sources"], "cache": meta.get("key"), "cache_hit": meta["cache_hit"],
             "normalisation": NORMALISATION}
-    return from_numpy("cifarfs", split, np.ascontiguousarray(array[idx]), wanted, info)
+    if normalise == "channel":
+        mean, std = channel_stats(array, _class_index(meta, "train"))
+        if min(std) <= 0:
+            raise ValueError(f"normalise='channel': a colour channel of the CIFAR-FS training "
+                             f"classes is constant (std {std}); use normalise='pixel'")
+        info.update(normalisation=CHANNEL_NORMALISATION, mean=mean, std=std)
+    return from_numpy("cifarfs", split, np.ascontiguousarray(array[idx]), split_classes(split), info)

@@ -14,7 +14,9 @@ For ``T`` tasks the sampler draws, with the caller's ``torch.Generator`` only:
 Then one ``index_select`` into the resident uint8 tensor ``[classes * per_class, C, H, W]``
 (kept on ``device``) gathers the whole meta-batch, converted to float32 on the fly:
 ``x / 255`` (Omniglot: ink 1.0, background 0.0; RGB datasets: [0, 1]), then, if
-``mean``/``std`` are given (per channel, in [0, 1] units), ``(x / 255 - mean) / std``.
+``mean``/``std`` are given (per channel, in [0, 1] units), ``(x / 255 - mean) / std``; when
+neither is given, those the loader recorded in the dataset's ``info`` (``mean``, ``std``: CIFAR-FS's
+``normalise="channel"``), if any.
 Indices are drawn on the generator's device, so a CPU generator gives the same episodes on
 every device. Outputs: ``support_x [T, ways*shots, C, H, W]``, ``support_y [T, ways*shots]``
 (int64), ``query_x [T, ways*queries, C, H, W]``, ``query_y [T, ways*queries]``.
@@ -53,7 +55,9 @@ class EpisodeSampler:
     """A ``TaskSource`` of N-way K-shot Q-query episodes over one ``FewShotDataset``.
 
     ``input_shape`` is ``(C, H, W)`` and ``num_outputs`` is ``ways``. The dataset's images are
-    moved to ``device`` once, in ``__init__`` (which also validates the episode).
+    moved to ``device`` once, in ``__init__`` (which also validates the episode). Without
+    ``mean`` and ``std``, the dataset's ``info["mean"]`` / ``info["std"]`` apply when its loader
+    recorded them (otherwise plain ``x / 255``).
     """
 
     def __init__(self, dataset: FewShotDataset, ways: int, shots: int, queries: int,
@@ -68,6 +72,8 @@ class EpisodeSampler:
         self.input_shape: tuple[int, ...] = tuple(dataset.image_shape)
         self.num_outputs: int = self.ways
         self._images = dataset.images.to(self.device).reshape(-1, *self.input_shape)
+        if mean is None and std is None:  # the loader's own statistics, if it chose any
+            mean, std = dataset.info.get("mean"), dataset.info.get("std")
         self._scale = self._stats(mean, std)
 
     def _stats(self, mean: Sequence[float] | None,

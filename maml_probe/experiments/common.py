@@ -1,8 +1,8 @@
 """Shared machinery of the experiments: scale presets, resumable train-and-evaluate, tidy outputs.
 
-Every experiment is a function of a *scale* (``smoke``: seconds on a CPU, for tests;
-``cpu``: minutes on a laptop CPU, enough to show the paper's qualitative finding; ``paper``:
-the paper's settings, meant for a GPU) plus overrides, and returns tidy DataFrames.
+Every experiment is a function of a *scale* (``smoke``: seconds on a CPU, for tests; ``cpu``:
+the paper's episodes with a short outer loop, about an hour per experiment on a 2-core CPU;
+``paper``: the paper's settings, meant for a GPU) plus overrides, and returns tidy DataFrames.
 
 A run directory holds one subdirectory per trained model (its checkpoint) and one CSV per
 evaluated model. Running the same call again skips what is finished and resumes what is not:

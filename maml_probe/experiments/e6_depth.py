@@ -1,9 +1,9 @@
 """E6 — Figure 3 and Table A2: the number of conv layers (1-4), CNN w/ MAML against CNN w/ KFC.
 
-Omniglot (10-way 5-shot, 4 steps) and CIFAR-FS (10-way 3-shot, 2 steps) at the ``paper`` scale;
-``cpu`` and ``smoke`` shrink episodes and training as in :mod:`.settings`. Each method uses its
-paper adaptation rate (the 2-conv MAML model on Omniglot uses the SCNN's 0.8). The driver is
-:func:`maml_probe.experiments.sweeps.depth_sweep` (resumable).
+Omniglot (10-way 5-shot, 4 steps) and CIFAR-FS (10-way 3-shot, 2 steps) at the ``paper`` and
+``cpu`` scales (``cpu`` shortens training; ``smoke`` also shrinks the episode; :mod:`.settings`).
+Each method uses its paper adaptation rate (the 2-conv MAML model on Omniglot uses the SCNN's
+0.8). The driver is :func:`maml_probe.experiments.sweeps.depth_sweep` (resumable).
 """
 from __future__ import annotations
 

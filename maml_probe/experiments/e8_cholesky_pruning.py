@@ -13,8 +13,18 @@
   size ``alpha ||g||`` in the low-rank map's direction.
 - **E10** (Fig A.3): post-adaptation accuracy of that CNN over a sweep of thresholds.
 
+**The PRUNE threshold** (``prune_threshold``; :func:`maml_probe.probes.pruning.choose_threshold`).
 The paper's thresholds that reach the SCNN's size (0.30 Omniglot, 0.5 CIFAR-FS, 0.075
-mini-ImageNet) depend on its trained weights; ours are computed and reported beside the sweep.
+mini-ImageNet; Fig A.3, :data:`maml_probe.paper.PRUNE_THRESHOLDS`) depend on its trained weights,
+so by default (``"scnn-size"``) ours is computed on our weights; ``"paper"`` applies the paper's
+value instead, and a number applies that threshold. The E10 sweep is centred on the threshold
+used, and Table A1's PRUNE row records it (``threshold``, ``threshold_rule``), the resulting
+post-adaptation nonzero parameter count (``nonzero``, mean over the test tasks), the SCNN's count
+(``target_nonzero``) and the CNN's (``total``).
+
+Training options go through ``**kwargs`` to
+:func:`~maml_probe.experiments.settings.image_config`, which applies any ``TrainConfig`` field
+last, e.g. ``task_pool=20000`` (a fixed pool of training tasks, Appendix A.1.1 / A.1.2).
 """
 from __future__ import annotations
 
@@ -24,10 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..probes import pruning_probe, scnn_parameter_count, select_params, threshold_for_count
+from ..distributed import current_world
+from ..probes import pruning_probe, scnn_parameter_count, select_params
+from ..probes.pruning import choose_threshold, threshold_rule
 from ..runs import to_results
 from ..train import build_task_source
-from .common import cached_table, run_methods, train_and_evaluate
+from .common import cached_table, run_methods, train_and_evaluate, write_csv_atomic
 from .settings import image_config, method_label, num_test_tasks
 
 METHODS = ("maml", "cfc1", "cfc10", "cfc1n", "kfc")
@@ -42,8 +54,8 @@ def threshold_grid(target: float, points: int = 9) -> list[float]:
 
 
 def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset: str = "omniglot",
-        methods=METHODS, prune: bool = True, progress: bool = True,
-        **kwargs) -> dict[str, pd.DataFrame]:
+        methods=METHODS, prune: bool = True, prune_threshold: str | float | None = "scnn-size",
+        progress: bool = True, **kwargs) -> dict[str, pd.DataFrame]:
     """Train the SCNN methods and the pruned CNN (Table A1, Fig A.3).
 
     Args:
@@ -53,13 +65,22 @@ def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset
         methods: SCNN methods of :data:`~maml_probe.experiments.settings.RULE_OPTIONS`
             (default :data:`METHODS`: MAML, CFC1, CFC10, CFC1n, KFC).
         prune: Also train the 4-conv CNN w/ MAML and run the pruning probe (E10).
+        prune_threshold: The PRUNE row's threshold: ``"scnn-size"`` (default; ``None`` too)
+            computes the one that leaves the SCNN's parameter count in our meta-learned CNN,
+            ``"paper"`` takes the paper's (0.30 / 0.5 / 0.075, Fig A.3), a positive number is
+            used as given (module docstring). Checked before anything is trained.
         progress: Show progress bars.
-        **kwargs: Passed to :func:`~maml_probe.experiments.settings.image_config`.
+        **kwargs: Passed to :func:`~maml_probe.experiments.settings.image_config`: its own
+            arguments (``data_root``, ``cache_dir``, ``seed``, ``device``, ``depth``) and any
+            ``TrainConfig`` field, e.g. ``task_pool=20000`` (Appendix A.1.1's fixed pool of
+            training tasks) or ``iterations``.
 
     Returns:
         ``summary``, ``tests``, ``history``, ``methods``, ``pruning`` (E10 sweep, with
-        ``prune``) and ``results`` (Table A1 rows).
+        ``prune``) and ``results`` (Table A1 rows; the PRUNE row with its threshold and counts).
     """
+    if prune:
+        threshold_rule(prune_threshold, dataset)  # a bad choice fails before any training
     n = num_test_tasks(scale)
     cfgs = {method_label("scnn", m): image_config(dataset, "scnn", m, scale, **kwargs) for m in methods}
     out = run_methods(cfgs, run_dir, test_tasks=n, progress=progress)
@@ -70,19 +91,29 @@ def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset
         learner = trained.learner
         params = {k: v.detach() for k, v in learner.model.named_parameters()}
         target = scnn_parameter_count(learner.model)
-        threshold = threshold_for_count(params, target, select_params(learner.model, None, "weight"))
+        threshold, rule = choose_threshold(prune_threshold, params, select_params(
+            learner.model, None, "weight"), target, dataset)
         source = build_task_source(cnn_cfg, "test", next(learner.parameters()).device)
         steps = cnn_cfg.steps if cnn_cfg.eval_steps is None else cnn_cfg.eval_steps
         path = Path(run_dir) / "pruning.csv" if run_dir is not None else None
-        sweep = cached_table(path, lambda: pruning_probe(
-            learner, source, steps=steps, thresholds=threshold_grid(threshold), when="post",
-            num_tasks=n, progress=progress))
-        sweep = sweep.assign(dataset=dataset, target_nonzero=target,
+
+        def sweep_probe() -> pd.DataFrame:
+            return pruning_probe(learner, source, steps=steps, thresholds=threshold_grid(threshold),
+                                 when="post", num_tasks=n, progress=progress)
+
+        sweep = cached_table(path, sweep_probe)
+        if not np.isclose(sweep["threshold"], threshold).any():  # stored for another threshold
+            sweep = sweep_probe()
+            if path is not None and current_world().is_main:
+                write_csv_atomic(sweep, path)
+        sweep = sweep.assign(dataset=dataset, target_nonzero=target, threshold_rule=rule,
                              is_target=np.isclose(sweep["threshold"], threshold))
         out["pruning"] = sweep
         at = sweep[sweep["is_target"]].iloc[0]
         results = pd.concat([results, pd.DataFrame([{
             "table": "A1", "dataset": dataset, "method": PRUNE_LABEL, "accuracy": 100 * at["accuracy"],
-            "ci95": 100 * at["ci95"], "n": at["n"]}])], ignore_index=True)
+            "ci95": 100 * at["ci95"], "n": at["n"], "threshold": threshold, "threshold_rule": rule,
+            "nonzero": at["nonzero"], "target_nonzero": target, "total": at["total"]}])],
+            ignore_index=True)
     out["results"] = results
     return out

@@ -114,7 +114,9 @@ def image_config(dataset: str, model: str, method: str, scale: str, *, depth: in
         cache_dir: The cache directory.
         seed: Seed of the run.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        **overrides: Any ``TrainConfig`` field, applied last.
+        **overrides: Any ``TrainConfig`` field, applied last (``dataset_kwargs`` is merged
+            into the data location and the scale's loader options, e.g.
+            ``dataset_kwargs={"normalise": "channel"}`` for CIFAR-FS).
 
     Returns:
         The run's configuration.
@@ -141,7 +143,24 @@ def image_config(dataset: str, model: str, method: str, scale: str, *, depth: in
                       outer_optimizer="adam", iterations=iterations,
                       checkpoint_every=max(1, min(500, iterations // 4)),
                       log_every=max(1, min(100, iterations // 20)), seed=seed, device=device, **ep)
+    if "dataset_kwargs" in overrides:  # dataset options add to the data location, not replace it
+        overrides = {**overrides, "dataset_kwargs": {**dataset_kwargs, **overrides["dataset_kwargs"]}}
     return cfg.replace(**overrides)
+
+
+def chance_level(dataset: str, scale: str, **overrides: Any) -> float:
+    """Accuracy of guessing on ``dataset``'s episodes at ``scale``: ``1 / ways`` (plots draw it).
+
+    Args:
+        dataset: A dataset with paper settings.
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        **overrides: ``TrainConfig`` fields the run overrides (``ways`` among them).
+
+    Returns:
+        The chance accuracy as a fraction.
+    """
+    ways = overrides.get("ways") or image_config(dataset, "cnn", "maml", scale).ways
+    return 1.0 / ways
 
 
 def num_test_tasks(scale: str) -> int:

@@ -23,25 +23,42 @@ bound. When scaling and noise apply at the same moment the scaling comes first, 
 :func:`evaluate_condition` (or :func:`explore_once`, its keyword form) scores a condition on the
 test tasks the probes use (same ``seed`` and ``batch_size``, so a condition that a probe also
 covers gives exactly that probe's numbers). :class:`History` keeps every finished result and
-gives them as one tidy frame.
+gives them as one tidy frame; :func:`export_history` writes it as CSV or PNG (under ``runs/``,
+never into the tracked ``notebooks/`` folder).
+
+:func:`sweep` runs one condition for each value of a knob, e.g. the scaling factors 2^0..2^5 of
+Fig A.2 or the noise scales of Fig 2 (right), and gives accuracy against the value.
+:func:`layer_similarity` is the CKA probe (:func:`~maml_probe.probes.similarity_probe`): how
+much adaptation changes each layer's representation. :func:`chance_level` is the accuracy of
+guessing (``1 / ways``), which the explorer draws on every accuracy plot.
 """
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from torch import nn
 
+from ..io import atomic_write, write_csv_atomic
 from ..learner import MetaLearner
 from ..maml import Params
 from ..probes import ProbeSetup, adapt_mask_for, layer_names, perturb, scale_params, select_params
 from ..probes.common import check_layers, clone_params, run_condition
-from ..probes.scaling import WHEN
+from ..probes.noise import NOISE_SCALES
+from ..probes.presets import check_preset
+from ..probes.scaling import SCALE_FACTORS, WHEN
+from ..probes.similarity import similarity_probe
+from ..runs import RUNS_ROOT, project_dir
 from ..stats import summarize
+from .render import history_png
 
 #: A transform of a parameter dict (a probe's perturbation with its arguments bound).
 Transform = Callable[[Params], Params]
@@ -49,6 +66,31 @@ Transform = Callable[[Params], Params]
 #: Columns of :func:`results_frame`.
 RESULT_COLUMNS = ["run", "run_number", "checkpoint", "condition", "phase", "accuracy", "ci95",
                   "std", "n"]
+
+#: What ``pre`` and ``post`` mean for the scaling and the noise (the paper's Fig A.2
+#: "pre-/post-adaptation"): the moment the change is applied.
+WHEN_LABELS: dict[str, str] = {"pre": "before adaptation", "post": "after adaptation"}
+#: The same, spelled out: which parameters the change is applied to.
+WHEN_HELP: dict[str, str] = {
+    "pre": "before adaptation: applied to the meta-learned initialisation, which is then adapted",
+    "post": "after adaptation: applied to the adapted weights, just before the query pass",
+}
+
+
+def chance_level(model: nn.Module) -> float:
+    """The accuracy of guessing: ``1 / ways`` (``1 / 2`` for a binary model with one logit).
+
+    Args:
+        model: The meta-trained model; its last layer (``FC``) has one output per class, or
+            a single logit for binary tasks (E1's synthetic tasks).
+
+    Returns:
+        The chance accuracy as a fraction (``0.2`` for 5-way tasks).
+    """
+    head = layer_names(model)[-1]
+    (weight,) = select_params(model, [head], "weight")
+    outputs = int(dict(model.named_parameters())[weight].shape[0])
+    return 1.0 / (2 if outputs == 1 else outputs)
 
 
 class Cancelled(Exception):
@@ -397,13 +439,18 @@ def config_frozen_layers(setup: ProbeSetup) -> list[str]:
 
 @dataclass
 class Result:
-    """One finished run: its number, checkpoint, condition, result frame and wall time."""
+    """One finished run: its number, checkpoint, condition, result frame and wall time.
+
+    ``sweep`` names the sweep the run belongs to (e.g. ``sweep 1: scale_factor``; empty for a
+    single run).
+    """
 
     number: int
     checkpoint: str
     condition: Condition
     frame: pd.DataFrame
     seconds: float
+    sweep: str = ""
 
 
 def results_frame(current: Result | None, previous: Result | None) -> pd.DataFrame:
@@ -428,7 +475,7 @@ def results_frame(current: Result | None, previous: Result | None) -> pd.DataFra
 
 
 _CONDITION_FIELDS = [f.name for f in fields(Condition)]
-HISTORY_COLUMNS = (["run_number", "checkpoint", "condition"] + _CONDITION_FIELDS
+HISTORY_COLUMNS = (["run_number", "checkpoint", "sweep", "condition"] + _CONDITION_FIELDS
                    + ["phase", "accuracy", "ci95", "std", "n", "seconds"])
 
 
@@ -439,7 +486,7 @@ class History:
     results: list[Result] = field(default_factory=list)
 
     def add(self, checkpoint: str, condition: Condition, frame: pd.DataFrame,
-            seconds: float) -> Result:
+            seconds: float, *, sweep: str = "") -> Result:
         """Record a finished result as the next run.
 
         Args:
@@ -447,13 +494,22 @@ class History:
             condition: The condition that was scored.
             frame: Its result (:func:`evaluate_condition`).
             seconds: Its wall time.
+            sweep: The sweep it belongs to (empty: a single run).
 
         Returns:
             The recorded :class:`Result`.
         """
-        result = Result(len(self.results) + 1, checkpoint, condition, frame, seconds)
+        result = Result(len(self.results) + 1, checkpoint, condition, frame, seconds, sweep)
         self.results.append(result)
         return result
+
+    def sweeps(self) -> list[str]:
+        """The names of the sweeps in the history, in the order they started.
+
+        Returns:
+            Distinct non-empty ``sweep`` labels.
+        """
+        return list(dict.fromkeys(r.sweep for r in self.results if r.sweep))
 
     def __len__(self) -> int:
         return len(self.results)
@@ -480,16 +536,278 @@ class History:
         """Every result as one tidy frame: one row per run and phase.
 
         Returns:
-            The :data:`HISTORY_COLUMNS`: ``run_number``, ``checkpoint``, ``condition`` (its
-            description), the :class:`Condition` fields (``frozen_layers`` joined by commas),
-            ``phase``, ``accuracy``, ``ci95``, ``std``, ``n`` and ``seconds``.
+            The :data:`HISTORY_COLUMNS`: ``run_number``, ``checkpoint``, ``sweep`` (empty for a
+            single run), ``condition`` (its description), the :class:`Condition` fields
+            (``frozen_layers`` joined by commas), ``phase``, ``accuracy``, ``ci95``, ``std``,
+            ``n`` and ``seconds``.
         """
         frames = []
         for res in self.results:
             knobs = asdict(res.condition)
             knobs["frozen_layers"] = ",".join(knobs["frozen_layers"])
             frames.append(res.frame.assign(run_number=res.number, checkpoint=res.checkpoint,
-                                           seconds=res.seconds, **knobs))
+                                           sweep=res.sweep, seconds=res.seconds, **knobs))
         if not frames:
             return pd.DataFrame(columns=HISTORY_COLUMNS)
         return pd.concat(frames, ignore_index=True)[HISTORY_COLUMNS]
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps: one knob over a list of values
+# --------------------------------------------------------------------------------------------
+
+#: The knobs :func:`sweep` can step through, with their default values: the scaling factors
+#: 2^0..2^5 of Fig A.2, the noise scales of Fig 2 (right) and the adaptation steps.
+SWEEP_VALUES: dict[str, tuple[float, ...]] = {
+    "scale_factor": SCALE_FACTORS,
+    "noise_scale": NOISE_SCALES,
+    "steps": (0.0, 1.0, 2.0, 3.0, 4.0, 5.0),
+}
+#: How plots and menus name each sweep knob.
+SWEEP_LABELS: dict[str, str] = {"scale_factor": "scaling factor", "noise_scale": "noise scale",
+                                "steps": "adaptation steps"}
+#: Columns of :func:`sweep`.
+SWEEP_COLUMNS = ["knob", "value", "condition", "phase", "accuracy", "ci95", "std", "n"]
+
+_POWER = re.compile(r"^\s*([0-9.]+)\s*(?:\^|\*\*)\s*(-?[0-9.]+)\s*$")
+
+
+def parse_values(text: str) -> tuple[float, ...]:
+    """Sweep values typed by hand: numbers separated by commas or spaces; ``2^3`` and ``2**3``
+    are powers.
+
+    Args:
+        text: e.g. ``"1, 2, 4, 8, 16, 32"`` or ``"2^0 2^1 2^2"``.
+
+    Returns:
+        The values, in the order given.
+
+    Raises:
+        ValueError: On a token that is not a number, or no value at all.
+    """
+    out = []
+    for token in re.split(r"[,;\s]+", re.sub(r"\s*(\^|\*\*)\s*", r"\1", text.strip())):
+        if not token:
+            continue
+        power = _POWER.match(token)
+        try:
+            value = float(power[1]) ** float(power[2]) if power else float(token)
+        except ValueError:
+            raise ValueError(f"not a number: {token!r} (write e.g. 1, 2, 4 or 2^0 2^1 2^2)") from None
+        out.append(value)
+    if not out:
+        raise ValueError("a sweep needs at least one value")
+    return tuple(out)
+
+
+def sweep_conditions(base: Condition, knob: str,
+                     values: Sequence[float] | None = None) -> list[Condition]:
+    """``base`` with ``knob`` set to each of ``values`` in turn.
+
+    Args:
+        base: The condition every other knob is taken from.
+        knob: ``scale_factor``, ``noise_scale`` or ``steps`` (:data:`SWEEP_VALUES`).
+        values: The values (default: the knob's :data:`SWEEP_VALUES`).
+
+    Returns:
+        One condition per value, in order.
+
+    Raises:
+        ValueError: On an unknown knob, no value, or a step count that is not a whole number.
+    """
+    if knob not in SWEEP_VALUES:
+        raise ValueError(f"cannot sweep {knob!r}; choose from {list(SWEEP_VALUES)}")
+    values = SWEEP_VALUES[knob] if values is None else tuple(values)
+    if not values:
+        raise ValueError("a sweep needs at least one value")
+    out = []
+    for v in values:
+        if knob == "steps":
+            if not _is_number(v) or float(v) != int(v):
+                raise ValueError(f"steps must be whole numbers, got {v!r}")
+            v = int(v)
+        out.append(replace(base, **{knob: v}))
+    return out
+
+
+def sweep(setup: ProbeSetup, base: Condition, knob: str, values: Sequence[float] | None = None,
+          *, history: History | None = None, checkpoint: str = "", label: str | None = None,
+          progress: Callable[[int, int], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> pd.DataFrame:
+    """Pre- and post-adaptation accuracy of ``base`` with ``knob`` at each of ``values``.
+
+    With ``knob="scale_factor"`` and the default values this is one layer's curve of the
+    paper's Fig A.2 (weights x 2^0..2^5, before or after adaptation per ``base.scale_when``);
+    with ``noise_scale`` one curve of Fig 2 (right). Every condition is checked before the
+    first one runs, and each is scored on the same test tasks (:func:`evaluate_condition`).
+
+    Args:
+        setup: The loaded checkpoint.
+        base: The condition the other knobs come from (for a scaling sweep its ``scale_layer``
+            and ``scale_when``).
+        knob: ``scale_factor``, ``noise_scale`` or ``steps``.
+        values: The values (default: :data:`SWEEP_VALUES`).
+        history: Where each finished value is recorded as a run (also when the sweep is
+            cancelled later).
+        checkpoint: The checkpoint's label for the history.
+        label: The sweep's name in the history (default ``sweep <k>: <knob>``).
+        progress: Called as ``progress(done, total)`` with tasks over the whole sweep.
+        should_stop: Checked before each batch of tasks; true stops with :class:`Cancelled`.
+
+    Returns:
+        The :data:`SWEEP_COLUMNS`: ``knob``, ``value``, ``condition``, ``phase``, ``accuracy``,
+        ``ci95``, ``std``, ``n``; one row per value and phase.
+    """
+    conditions = sweep_conditions(base, knob, values)
+    for c in conditions:  # refuse a bad value before anything runs
+        plan_condition(setup.learner.model, c, default_steps=setup.steps)
+    if label is None:
+        label = f"sweep {len(history.sweeps()) + 1 if history is not None else 1}: {knob}"
+    total = sum(c.num_tasks for c in conditions)
+    frames, done = [], 0
+    for c in conditions:
+        report = None
+        if progress is not None:
+            def report(d: int, _t: int, offset: int = done) -> None:
+                progress(offset + d, total)
+        start = time.perf_counter()
+        df = evaluate_condition(setup, c, progress=report, should_stop=should_stop)
+        if history is not None:
+            history.add(checkpoint, c, df, time.perf_counter() - start, sweep=label)
+        frames.append(df.assign(knob=knob, value=float(getattr(c, knob))))
+        done += c.num_tasks
+    return pd.concat(frames, ignore_index=True)[SWEEP_COLUMNS]
+
+
+# --------------------------------------------------------------------------------------------
+# Representation similarity (CKA) per layer
+# --------------------------------------------------------------------------------------------
+
+#: Columns of :func:`layer_similarity`.
+SIMILARITY_COLUMNS = ["preset", "layer", "cka", "ci95", "std", "n", "param_change"]
+
+
+def layer_similarity(setup: ProbeSetup, *, num_tasks: int = 20, seed: int = 0,
+                     batch_size: int = 25, preset: str = "full", steps: int | None = None,
+                     progress: Callable[[int, int], None] | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> pd.DataFrame:
+    """Per-layer linear CKA of the query-set representation before vs after adaptation.
+
+    The similarity probe (:func:`~maml_probe.probes.similarity_probe`, beyond the paper; the
+    view of Raghu et al.'s "Rapid learning or feature reuse?"): for each test task and layer,
+    ``CKA(f_l(X_q; theta_0), f_l(X_q; theta_T))``. 1 means adaptation left the layer's
+    representation unchanged (up to rotation and scale); lower means it changed it.
+
+    Args:
+        setup: The loaded checkpoint.
+        num_tasks: Number of test tasks.
+        seed: Seed of the test tasks (the same tasks as :func:`evaluate_condition`'s).
+        batch_size: Tasks drawn at once (a progress step).
+        preset: Which layers adapt: ``full``, ``anil`` (head only) or ``boil`` (body only),
+            as in :mod:`maml_probe.probes.presets`.
+        steps: Adaptation steps (``None``: the checkpoint's test steps).
+        progress: Called as ``progress(done, total)`` before each batch and at the end.
+        should_stop: Checked before each batch; true stops with :class:`Cancelled`.
+
+    Returns:
+        The :data:`SIMILARITY_COLUMNS`, one row per layer in forward order: ``preset``,
+        ``layer``, ``cka`` (mean over tasks), ``ci95``, ``std``, ``n`` and ``param_change``
+        (mean ``||theta_T - theta_0|| / ||theta_0||`` of the layer's parameters).
+
+    Raises:
+        ValueError: On an unknown preset (or ``boil`` for a model that is only a head), or no
+            tasks.
+    """
+    preset = check_preset(preset)
+    if num_tasks <= 0:
+        raise ValueError(f"num_tasks must be positive, got {num_tasks}")
+    steps = setup.steps if steps is None else int(steps)
+    source = _Watched(setup.source, num_tasks, progress, should_stop)
+    rows = similarity_probe(setup.learner, source, steps=steps, num_tasks=num_tasks, seed=seed,
+                            batch_size=batch_size, adapt_mask=preset, progress=False)
+    if progress is not None:
+        progress(num_tasks, num_tasks)
+    out = summarize(rows, ["layer"], value="cka")
+    out["param_change"] = out["layer"].map(rows.groupby("layer")["param_change"].mean())
+    out.insert(0, "preset", preset)
+    return out[SIMILARITY_COLUMNS]
+
+
+# --------------------------------------------------------------------------------------------
+# Export of the history
+# --------------------------------------------------------------------------------------------
+
+#: The formats :func:`export_history` writes.
+EXPORT_FORMATS = ("csv", "png")
+
+
+def default_export_folder(root: str | Path | None = None) -> Path:
+    """Where the explorer writes exported tables and figures: ``<runs>/explorer``.
+
+    Args:
+        root: The runs folder (default :data:`maml_probe.runs.RUNS_ROOT`).
+
+    Returns:
+        The folder (not created here).
+    """
+    return Path(root if root is not None else RUNS_ROOT) / "explorer"
+
+
+def _tracked_notebook_folders() -> set[Path]:
+    checkout = Path(__file__).resolve().parents[2]
+    return {(checkout / "notebooks").resolve(), (project_dir() / "notebooks").resolve()}
+
+
+def check_export_folder(folder: str | Path) -> Path:
+    """``folder`` if exports may go there: anywhere but the tracked ``notebooks/`` folder.
+
+    Args:
+        folder: The folder asked for (``~`` is expanded).
+
+    Returns:
+        The folder as a path.
+
+    Raises:
+        ValueError: When ``folder`` is empty or lies inside the project's ``notebooks/``.
+    """
+    if not str(folder).strip():
+        raise ValueError("no export folder given")
+    path = Path(folder).expanduser()
+    resolved = path.resolve()
+    for tracked in _tracked_notebook_folders():
+        if resolved == tracked or tracked in resolved.parents:
+            raise ValueError(f"{path} is inside the tracked notebooks folder {tracked}: exports "
+                             f"would end up in git; choose a folder under runs/ (default "
+                             f"{default_export_folder()})")
+    return path
+
+
+def export_history(history: History, folder: str | Path | None = None, fmt: str = "csv", *,
+                   chance: float | None = None, stem: str | None = None) -> Path:
+    """Write the history as a tidy CSV (:meth:`History.frame`) or as a PNG of its accuracies.
+
+    Args:
+        history: The explorer's history.
+        folder: Where to write (default :func:`default_export_folder`; created when missing;
+            never inside the tracked ``notebooks/`` folder).
+        fmt: ``csv`` or ``png``.
+        chance: The chance accuracy, drawn as a line on the PNG.
+        stem: The file name without suffix (default ``explorer-history-<date>-<time>``).
+
+    Returns:
+        The path of the written file.
+
+    Raises:
+        ValueError: On an unknown format, an empty history or a refused folder.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"fmt must be one of {list(EXPORT_FORMATS)}, got {fmt!r}")
+    if not len(history):
+        raise ValueError("nothing to export yet: the history is empty")
+    out = check_export_folder(default_export_folder() if folder is None else folder)
+    stem = stem or f"explorer-history-{datetime.now():%Y%m%d-%H%M%S}"
+    path = out / f"{stem}.{fmt}"
+    if fmt == "csv":
+        return write_csv_atomic(history.frame(), path)
+    png = history_png(history.frame(), chance=chance)
+    return atomic_write(path, lambda f: f.write(png), binary=True)

@@ -13,7 +13,9 @@ impl           what runs
 ``graph``      ``batched`` recorded once per episode shape as a CUDA graph and replayed
                (:mod:`~maml_probe.fast.graphs`; CUDA only)
 ``auto``       per device (:data:`AUTO`); settings the batched engine does not support (custom
-               models, custom ``loss_fn``) use ``loop``
+               models, custom ``loss_fn``) use ``loop``. A CPU training run of ``auto``
+               times ``loop`` against this rule on its own episode first and keeps the
+               faster (:mod:`maml_probe.engine_choice`)
 =============  ==============================================================================
 
 All give the same meta-gradients (to floating-point summation order): ``tests/test_fast_paths.py``

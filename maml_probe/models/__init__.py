@@ -25,6 +25,10 @@ from .stacked import StackedForward, stacked_forward
 MODEL_NAMES = ("lr", "linnet", "cnn", "scnn")
 
 
+#: Keyword arguments each model name implies (the 4-conv CNN and the 2-conv SCNN).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"cnn": {"depth": 4}, "scnn": {"depth": 2}}
+
+
 def build_model(name: str, num_outputs: int, **kwargs: Any) -> nn.Module:
     """Build model ``name`` (one of :data:`MODEL_NAMES`) with a head of ``num_outputs`` logits."""
     if name == "lr":
@@ -32,9 +36,9 @@ def build_model(name: str, num_outputs: int, **kwargs: Any) -> nn.Module:
     if name == "linnet":
         return LinNet(num_outputs=num_outputs, **kwargs)
     if name == "cnn":
-        return ConvNet(num_outputs=num_outputs, **{"depth": 4, **kwargs})
+        return ConvNet(num_outputs=num_outputs, **{**MODEL_DEFAULTS["cnn"], **kwargs})
     if name == "scnn":
-        return ConvNet(num_outputs=num_outputs, **{"depth": 2, **kwargs})
+        return ConvNet(num_outputs=num_outputs, **{**MODEL_DEFAULTS["scnn"], **kwargs})
     raise ValueError(f"unknown model name {name!r}: model must be one of {list(MODEL_NAMES)}")
 
 
@@ -52,5 +56,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["MODEL_NAMES", "VARIANTS", "ConvNet", "LinNet", "LogisticRegression", "StackedForward",
+__all__ = ["MODEL_DEFAULTS", "MODEL_NAMES", "VARIANTS", "ConvNet", "LinNet", "LogisticRegression",
+           "StackedForward",
            "build_model", "count_parameters", "layer_of", "stacked_forward"]

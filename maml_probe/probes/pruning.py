@@ -23,6 +23,10 @@ Definitions used here.
   model during adaptation too).
 * :func:`threshold_for_count` finds the threshold that leaves ``target`` nonzero parameters in
   the meta-learned initialisation (exact unless several weights tie at the threshold).
+* :func:`choose_threshold` picks Table A1's PRUNE threshold: ``"scnn-size"`` (that computed
+  threshold, for the SCNN's count), ``"paper"`` (the paper's own 0.30 / 0.5 / 0.075,
+  :data:`maml_probe.paper.PRUNE_THRESHOLDS`, which fit the paper's trained weights, not
+  necessarily ours) or a number.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from tqdm.auto import tqdm
 from ..learner import MetaLearner
 from ..maml import Params
 from ..models import ConvNet, count_parameters
+from ..paper import PRUNE_THRESHOLDS
 from ..rules.base import UpdateRule
 from ..tasks.base import TaskSource
 from .common import clone_params, count_nonzero, finish, run_condition, select_params
@@ -66,6 +71,65 @@ def threshold_for_count(params: Mapping[str, Tensor], target: int, names: Collec
     if k >= mags.numel():
         return 0.0
     return float(torch.topk(mags, k).values[-1])
+
+
+#: The named ways :func:`choose_threshold` picks a threshold (a positive number is the third).
+THRESHOLD_RULES = ("scnn-size", "paper")
+
+
+def threshold_rule(choice: str | float | None, dataset: str) -> str:
+    """Check a PRUNE threshold choice and name how it picks the threshold (before any training).
+
+    Args:
+        choice: ``"scnn-size"`` (or ``None``), ``"paper"``, or a positive finite number.
+        dataset: the dataset the CNN is trained on (``"paper"`` needs one of
+            :data:`maml_probe.paper.PRUNE_THRESHOLDS`).
+
+    Returns:
+        ``"scnn-size"``, ``"paper"`` or ``"value"`` (a number given).
+
+    Raises:
+        ValueError: an unknown choice, ``"paper"`` for a dataset the paper gives no threshold
+            for, or a number that is not positive and finite.
+    """
+    if choice is None or (isinstance(choice, str) and choice == "scnn-size"):
+        return "scnn-size"
+    if isinstance(choice, str) and choice == "paper":
+        if dataset not in PRUNE_THRESHOLDS:
+            raise ValueError(f"prune_threshold='paper': the paper gives thresholds for "
+                             f"{sorted(PRUNE_THRESHOLDS)} only, not {dataset!r}")
+        return "paper"
+    if isinstance(choice, (int, float)) and not isinstance(choice, bool) and 0 < choice < math.inf:
+        return "value"
+    raise ValueError(f"prune_threshold must be one of {list(THRESHOLD_RULES)} or a positive "
+                     f"number, got {choice!r}")
+
+
+def choose_threshold(choice: str | float | None, params: Mapping[str, Tensor],
+                     names: Collection[str], target: int, dataset: str) -> tuple[float, str]:
+    """The PRUNE threshold of Table A1 / Figure A.3 (Appendix A.2.3) and how it was chosen.
+
+    Args:
+        choice: ``"scnn-size"`` (or ``None``): :func:`threshold_for_count` on ``params`` for
+            ``target`` nonzero parameters; ``"paper"``: the paper's threshold for ``dataset``
+            (:data:`maml_probe.paper.PRUNE_THRESHOLDS`); a positive number: that threshold.
+        params: the meta-learned parameters (only ``"scnn-size"`` reads them).
+        names: the parameters that pruning zeroes.
+        target: the nonzero count to reach (the SCNN's, :func:`scnn_parameter_count`).
+        dataset: the dataset the CNN is trained on.
+
+    Returns:
+        ``(threshold, rule)``, ``rule`` as :func:`threshold_rule` names it.
+
+    Raises:
+        ValueError: as :func:`threshold_rule`.
+    """
+    rule = threshold_rule(choice, dataset)
+    if rule == "scnn-size":
+        return threshold_for_count(params, target, names), rule
+    if rule == "paper":
+        return float(PRUNE_THRESHOLDS[dataset]), rule
+    return float(choice), rule
 
 
 def scnn_parameter_count(model: nn.Module, depth: int = 2) -> int:

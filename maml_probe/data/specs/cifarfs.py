@@ -7,6 +7,12 @@ Paper settings (Section 5.2, Appendix A.1.2): 10-way 3-shot, 2 adaptation steps,
 learning rate 0.003, adaptation rates CNN/SCNN 0.7 and MSGD/MC/KFC 0.5. Left open by the paper
 and chosen here: meta-batch 4 tasks, 15 query images per class; CFC uses the KFC rate.
 
+Loader option ``normalise`` (pass it in ``TrainConfig.dataset_kwargs``, e.g.
+``{"normalise": "channel"}``): ``"pixel"`` (the default, ``x / 255``) or ``"channel"``, the
+per-channel standardisation of Bertinetto et al. (2019) with the mean and std of the 64 training
+classes, whose preprocessing the paper says it reproduces (Appendix A.1.2); see
+:mod:`maml_probe.data.cifarfs`.
+
 Source: www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz with its published md5.
 """
 from __future__ import annotations
