@@ -20,6 +20,28 @@ from maml_probe.report import (
 from maml_probe.runner import expand_grid, parse_params
 from maml_probe.runs import run_name, save_results
 
+#: Files whose presence makes each on-disk dataset count as installed (nothing reads them).
+DATASET_FILES = {"omniglot": ["omniglot/images_background.zip", "omniglot/images_evaluation.zip"],
+                 "miniimagenet": [f"mini-imagenet/mini-imagenet-cache-{s}.pkl" for s in ("train", "val", "test")],
+                 "cifarfs": ["cifar-fs/cifar-100-python.tar.gz"]}
+
+
+def data_root_with(folder, datasets):
+    """A data folder in which exactly ``datasets`` are installed (as empty stand-in files)."""
+    for name in datasets:
+        for rel in DATASET_FILES[name]:
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(b"")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _every_dataset_installed(tmp_path_factory, monkeypatch):
+    """The report's default data folder holds every dataset, so "not run yet" does not depend on
+    the machine (tests of absent datasets point ``data_roots`` elsewhere)."""
+    root = data_root_with(tmp_path_factory.mktemp("data"), DATASET_FILES)
+    monkeypatch.setenv("MAML_PROBE_DATA", str(root))
+
 
 def _run(root, experiment, name, scale, rows, updated="2026-01-01T00:00:00"):
     run_dir = root / experiment / name
@@ -43,13 +65,13 @@ def test_report_joins_runs_and_keeps_missing_rows_missing(tmp_path):
     report = accuracy_report(tmp_path)
     ours = report.query("table == '2' and dataset == 'omniglot' and method == 'SCNN w/ MAML'").iloc[0]
     assert ours.accuracy == 55.0 and ours.scale == "cpu"      # larger scale wins over newer smoke
-    assert ours.difference == pytest.approx(55.0 - 60.94)
+    assert ours.deviation == pytest.approx(55.0 - 60.94)
     missing = report.query("table == '2' and dataset == 'cifarfs'")
     assert len(missing) == 5 and missing["accuracy"].isna().all()   # not run: NaN, not 0
     assert "missing" in to_markdown(missing[["method", "accuracy"]])
     assert compute_report(tmp_path)["seconds_per_iteration"].isna().all()
     path = write_report(tmp_path)
-    assert "| omniglot | SCNN w/ MAML | 55.00 ± 1.00 | 1 | 60.94 ± 1.54 | -5.94 |" in path.read_text()
+    assert "| omniglot | SCNN w/ MAML | 55.00 | ± 1.00 | 100 | 60.94 ± 1.54 | -5.94 | 1 |" in path.read_text()
 
 
 def test_results_must_have_report_columns(tmp_path):
@@ -88,7 +110,7 @@ def test_a_seed_grid_is_aggregated_over_its_seeds(tmp_path):
     assert (row.accuracy, row.seed_std, row.seeds) == (52.0, 2.0, 3)  # not the last seed alone
     assert row.run == "smoke-seed=0 (+2 seeds)"
     text = write_report(tmp_path).read_text()
-    assert "| synthetic | LR w/ MAML | 52.00 ± 1.00 | 3 (sd 2.00) |" in text
+    assert "| synthetic | LR w/ MAML | 52.00 | ± 1.00 | 20 | 51.38 ± 3.91 | +0.62 | 3 (sd 2.00) |" in text
 
 
 def test_every_row_names_its_episode_iterations_and_scale(tmp_path):
@@ -116,7 +138,7 @@ def test_experiments_not_run_are_one_line_each(tmp_path):
 def test_shown_numbers_are_rounded_and_the_csv_keeps_them_exact(tmp_path):
     _e1_run(tmp_path, "smoke", 30.000000819563866, {})
     text = write_report(tmp_path).read_text()
-    assert "30.00 ± 1.00" in text and "30.0000008" not in text
+    assert "| 30.00 | ± 1.00 |" in text and "30.0000008" not in text
     exact = pd.read_csv(tmp_path / "report_accuracy.csv").dropna(subset=["accuracy"])
     assert exact["accuracy"].tolist() == [30.000000819563866]
     shown = for_display(pd.DataFrame({"a": [47.500001, float("nan")], "b": ["x", None]}))
@@ -135,7 +157,7 @@ def test_a_corrupt_record_or_table_is_skipped_and_named(tmp_path):
     named = " ".join(str(w.message) for w in caught)
     assert str(bad_record) in named and str(bad_table) in named
     assert f"- {bad_record} is not readable JSON" in text and f"- {bad_table}: unreadable table" in text
-    assert "| synthetic | LR w/ MAML | 50.00 ± 1.00 |" in text          # the good run still counts
+    assert "| synthetic | LR w/ MAML | 50.00 | ± 1.00 |" in text          # the good run still counts
 
 
 def _dead_pid() -> int:
