@@ -7,6 +7,7 @@ mistyped rate, a swapped model or a scale that leaks into ``paper`` fails.
 import pytest
 
 from maml_probe.data.registry import get_spec
+from maml_probe.data.spec import PaperEpisode, PaperSettings
 from maml_probe.experiments import e1_synthetic, e2_omniglot_linear, e7_meta_optimizers, e8_cholesky_pruning
 from maml_probe.experiments.settings import image_config, method_label, num_test_tasks
 from maml_probe.train import learner_from_config
@@ -156,3 +157,15 @@ def test_dataset_options_add_to_the_data_location():
     cfg = image_config("cifarfs", "scnn", "maml", "cpu", data_root="/d", cache_dir="/c",
                        dataset_kwargs={"normalise": "channel"})
     assert cfg.dataset_kwargs == {"root": "/d", "cache_dir": "/c", "normalise": "channel"}
+
+
+def test_cpu_test_tasks_follow_the_dataset_where_its_spec_says_so():
+    """Catches: mini-ImageNet's ~1 s test tasks (84x84, 150 queries) costing 600 per method at
+    ``cpu`` scale, or the spec's choice leaking into the episode or into other datasets."""
+    assert num_test_tasks("cpu", "miniimagenet") == 200
+    assert num_test_tasks("cpu", "omniglot") == num_test_tasks("cpu") == 600
+    assert num_test_tasks("paper", "miniimagenet") == 600
+    assert "test_tasks" not in image_config("miniimagenet", "scnn", "maml", "cpu").to_dict()
+    with pytest.raises(ValueError, match="test_tasks"):
+        PaperSettings(PaperEpisode(ways=2, shots=1, queries=2, steps=1, meta_batch=2, meta_lr=0.1),
+                      alpha={}, column=0, cpu={"episodes": 3})

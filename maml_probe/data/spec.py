@@ -73,9 +73,10 @@ class PaperSettings:
     ``alpha`` maps a model (``cnn``, ``scnn``, used with plain MAML) or a meta-optimizer
     (``metasgd``, ``mc``, ``kfc``, ``cfc``) to its adaptation (inner) learning rate.
     ``column`` is the dataset's position in the paper's result tables (Tables 2, A1, A3).
-    ``cpu`` is how the ``cpu`` scale shrinks the outer loop (``iterations``, ``meta_batch``)
-    so that one experiment on the dataset fits in about an hour on a 2-core CPU; the episode
-    (ways, shots, queries, steps) and the learning rates stay the paper's.
+    ``cpu`` is how the ``cpu`` scale shrinks the outer loop (``iterations``, ``meta_batch``, and
+    optionally ``test_tasks``, else 600) so that one experiment on the dataset fits in about an
+    hour on a 2-core CPU; the episode (ways, shots, queries, steps) and the learning rates stay
+    the paper's.
     """
 
     episode: PaperEpisode
@@ -85,9 +86,10 @@ class PaperSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alpha", MappingProxyType(dict(self.alpha)))
-        unknown = set(self.cpu) - {"iterations", "meta_batch"}
+        unknown = set(self.cpu) - {"iterations", "meta_batch", "test_tasks"}
         if unknown:
-            raise ValueError(f"PaperSettings.cpu takes iterations and meta_batch, got {sorted(unknown)}")
+            raise ValueError(f"PaperSettings.cpu takes iterations, meta_batch and test_tasks, "
+                             f"got {sorted(unknown)}")
         object.__setattr__(self, "cpu", MappingProxyType(dict(self.cpu)))
 
 

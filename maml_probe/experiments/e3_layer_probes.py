@@ -35,7 +35,7 @@ def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset
     """Meta-train the CNN, then run each probe of ``probes``; returns one tidy table per probe
     plus ``history`` and ``tests`` of the trained model."""
     cfg = image_config(dataset, "cnn", "maml", scale, **kwargs)
-    trained = train_and_evaluate("CNN w/ MAML", cfg, run_dir, test_tasks=num_test_tasks(scale),
+    trained = train_and_evaluate("CNN w/ MAML", cfg, run_dir, test_tasks=num_test_tasks(scale, dataset),
                                  progress=progress)
     learner = trained.learner
     source = build_task_source(cfg, "test", next(learner.parameters()).device)

@@ -27,7 +27,7 @@ def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset
                        "alpha": ALPHA[dataset]["kfc"]}}
     per_depth = {("MAML", 2): {"alpha": ALPHA[dataset]["scnn"]}}
     out = depth_sweep(base, run_dir, depths=depths or DEPTHS[scale], methods=methods,
-                      per_depth=per_depth, test_tasks=num_test_tasks(scale), progress=progress)
+                      per_depth=per_depth, test_tasks=num_test_tasks(scale, dataset), progress=progress)
     summary = out["summary"].assign(dataset=dataset)
     post = summary.dropna(subset=["accuracy"]).copy()
     post["method"] = [f"CNN{int(d)} w/ {m}" for d, m in zip(post["depth"], post["method"])]

@@ -33,7 +33,7 @@ def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset
     """Train and test each method (and the upper bound) on ``dataset``; returns tidy tables and
     ``results`` in the report's format (table 2)."""
     cfgs = configs(scale, dataset=dataset, methods=methods, **kwargs)
-    n = test_tasks or num_test_tasks(scale)
+    n = test_tasks or num_test_tasks(scale, dataset)
     out = run_methods(cfgs, run_dir, test_tasks=n, progress=progress)
     if upper_bound:
         out = add_upper_bound(out, next(iter(cfgs.values())), scale, run_dir, n, progress)

@@ -81,7 +81,7 @@ def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset
     """
     if prune:
         threshold_rule(prune_threshold, dataset)  # a bad choice fails before any training
-    n = num_test_tasks(scale)
+    n = num_test_tasks(scale, dataset)
     cfgs = {method_label("scnn", m): image_config(dataset, "scnn", m, scale, **kwargs) for m in methods}
     out = run_methods(cfgs, run_dir, test_tasks=n, progress=progress)
     results = to_results(out["summary"].dropna(subset=["accuracy"]), table="A1", dataset=dataset)

@@ -25,7 +25,8 @@ Scales: ``paper`` is the above. ``cpu`` keeps the paper's episode (ways, shots, 
 steps) and learning rates and shrinks only the outer loop, per dataset (its spec's
 ``paper.cpu``): Omniglot 500 iterations of 4 tasks (the paper: 60,000 of 32), mini-ImageNet 100
 of 4 (60,000 of 4), CIFAR-FS 500 of 4, sized so that one experiment on one dataset takes about
-an hour on a 2-core CPU; 600 test tasks as in the paper. ``smoke`` runs a handful of
+an hour on a 2-core CPU; 600 test tasks as in the paper (mini-ImageNet: 200, as each of its
+test tasks costs about a second). ``smoke`` runs a handful of
 iterations of a 5-way 1-shot episode to check the pipeline (seconds), with the dataset's
 ``smoke_options`` (mini-ImageNet decodes 10 classes per split).
 
@@ -128,7 +129,7 @@ def image_config(dataset: str, model: str, method: str, scale: str, *, depth: in
     ep = paper.episode.as_dict()
     scaled = {k: v for k, v in SCALE_EPISODES[scale].items() if k != "test_tasks"}
     if scale == "cpu":
-        scaled.update(paper.cpu)
+        scaled.update({k: v for k, v in paper.cpu.items() if k != "test_tasks"})
     ep.update(scaled)
     alpha = paper.alpha[model if method == "maml" else RULE_NAME[method]]
     dataset_kwargs = {k: v for k, v in (("root", data_root), ("cache_dir", cache_dir)) if v}
@@ -163,9 +164,21 @@ def chance_level(dataset: str, scale: str, **overrides: Any) -> float:
     return 1.0 / ways
 
 
-def num_test_tasks(scale: str) -> int:
-    """Number of test tasks evaluated at ``scale`` (the paper uses 600)."""
-    return SCALE_EPISODES[check_scale(scale)]["test_tasks"]
+def num_test_tasks(scale: str, dataset: str | None = None) -> int:
+    """Number of test tasks evaluated at ``scale`` (the paper uses 600).
+
+    Args:
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        dataset: At ``cpu`` scale, a dataset whose spec's ``paper.cpu`` names ``test_tasks``
+            uses that (mini-ImageNet: 200, whose 84x84 test tasks cost ~1 s each on a CPU).
+
+    Returns:
+        The number of test tasks.
+    """
+    n = SCALE_EPISODES[check_scale(scale)]["test_tasks"]
+    if scale == "cpu" and dataset is not None:
+        n = paper_settings(dataset).cpu.get("test_tasks", n)
+    return n
 
 
 def method_label(model: str, method: str, depth: int | None = None) -> str:

@@ -110,6 +110,6 @@ SPEC = DatasetSpec(
         alpha={"cnn": 0.07, "scnn": 0.07, "metasgd": 0.1, "mc": 0.09, "kfc": 0.005,
                "cfc": 0.005},
         column=2,
-        cpu={"iterations": 100, "meta_batch": 4},
+        cpu={"iterations": 100, "meta_batch": 4, "test_tasks": 200},
     ),
 )
