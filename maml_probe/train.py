@@ -180,6 +180,7 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
     opt = _outer_optimizer(cfg, learner)
     history: list[dict[str, Any]] = []
     start = 0
+    saved_choice: dict[str, Any] | None = None
     ckpt = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
     if ckpt is not None and resume and ckpt.exists():
         state = load_checkpoint(ckpt, map_location=device)
@@ -191,6 +192,7 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
         opt.load_state_dict(state["optimizer"])
         restore_rng_states(state["rng"])
         history, start = state["history"], state["iteration"]
+        saved_choice = state.get("engine_choice")
     if world.size > 1:  # every rank must resume from the same point (a shared run folder)
         if not same_on_all(start, world):
             raise RuntimeError(f"the ranks found different checkpoints in {ckpt} (rank "
@@ -205,6 +207,8 @@ def meta_train(cfg: TrainConfig, run_dir: str | Path | None = None, *, resume: b
                                    "engine_choice": engine.to_dict()})
 
     engine = _pick_engine(cfg, learner, train_src, mask, world, start, progress)
+    if start >= cfg.iterations and saved_choice:  # nothing left to run: report what ran
+        engine = EngineChoice(**saved_choice)
 
     eval_steps = cfg.steps if cfg.eval_steps is None else cfg.eval_steps
     run_loss = run_acc = 0.0

@@ -72,3 +72,14 @@ def test_a_long_auto_run_records_its_timed_choice(tmp_path, monkeypatch):
     saved = load_checkpoint(tmp_path / "short" / "checkpoint.pt")["engine_choice"]
     assert saved == {"engine": "auto", "resolved": "auto", "seconds": {}, "reason": "as configured"}
     assert short.engine == "auto"
+
+
+def test_a_finished_run_reports_the_engine_it_ran_on(tmp_path, monkeypatch):
+    """Catches: a run read back from its checkpoint reporting ``auto`` instead of the engine
+    that computed it (the methods table would then hide the choice)."""
+    import maml_probe.train as train
+
+    monkeypatch.setattr(train, "MIN_ITERATIONS", 3)
+    first = meta_train(CFG.replace(engine="auto"), tmp_path / "run", progress=False)
+    again = meta_train(CFG.replace(engine="auto"), tmp_path / "run", progress=False)
+    assert again.engine == first.engine and again.engine != "auto"
