@@ -208,8 +208,9 @@ def publish_run(run_dir: str | os.PathLike, name: str | None = None, *,
         The new folder.
 
     Raises:
-        ValueError: The run has no ``record.json``, did not finish (``status`` is not ``ok``),
-            or the target exists and ``replace`` is false.
+        ValueError: The run has no ``record.json``, did not finish (``status`` is neither
+            ``ok`` nor ``partial``, a finished run in which some methods diverged, which its
+            record names), or the target exists and ``replace`` is false.
     """
     import json
     import shutil
@@ -220,7 +221,7 @@ def publish_run(run_dir: str | os.PathLike, name: str | None = None, *,
     except (OSError, ValueError) as exc:
         raise ValueError(f"{src} has no readable record.json ({exc}); is it a run folder?") from None
     status = run_state(record)
-    if status != "ok":
+    if status not in ("ok", "partial"):
         raise ValueError(f"{src} did not finish (status {status!r}); only finished runs are published")
     target = Path(root or RESULTS_ROOT) / src.parent.name / check_run_name(name or src.name)
     if target.exists() and not replace:

@@ -34,6 +34,12 @@ def test_unfinished_runs_and_existing_results_are_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="did not finish"):
         publish_run(_run(tmp_path, status="failed"), root=tmp_path / "results")
     run = tmp_path / "runs" / "E7" / "cpu-dataset=miniimagenet"
+    for status in ("running", "dead"):
+        (run / "record.json").write_text(json.dumps({"status": status}))
+        with pytest.raises(ValueError, match="did not finish"):
+            publish_run(run, root=tmp_path / "results")
+    (run / "record.json").write_text(json.dumps({"status": "partial", "failed_rows": ["x"]}))
+    assert publish_run(run, "diverged", root=tmp_path / "results").is_dir()  # divergence is a result
     (run / "record.json").write_text(json.dumps({"status": "ok"}))
     assert main(["publish", str(run), "--name", "x", "--root", str(tmp_path / "results")]) == 0
     assert "published" in capsys.readouterr().out
