@@ -3,6 +3,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
@@ -22,6 +23,12 @@ NOISE = pd.DataFrame({"phase": ["pre", "post"] * 2, "scale": [0.0, 0.0, 2.0, 2.0
 PRUNING = pd.DataFrame({"when": ["pre", "pre", "post", "post"], "threshold": [0.1, 0.3] * 2,
                         "accuracy": [.9, .7, .9, .8], "ci95": [.01] * 4,
                         "nonzero": [100_000, 40_000] * 2})
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
 
 
 def _chance_lines(ax):
