@@ -136,15 +136,20 @@ def results_figure(df: pd.DataFrame, title: str | None = None,
                 if phase in part.index and not math.isnan(float(part.loc[phase, "ci95"])):
                     ax.errorbar(bar.get_x() + bar.get_width() / 2, float(part.loc[phase, "accuracy"]),
                                 yerr=float(part.loc[phase, "ci95"]), color="black", capsize=3, lw=1)
-        draw_chance(ax, chance)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("")
-        ax.set_ylabel("accuracy")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-        if title:
-            ax.set_title(title, fontsize=9)
+        _finish_accuracy_axes(ax, chance, "", title)
     fig.tight_layout()
     return fig
+
+
+def _finish_accuracy_axes(ax, chance: float | None, xlabel: str, title: str | None) -> None:
+    """Chance line, the [0, 1] accuracy axis, labels, and the legend outside the axes."""
+    draw_chance(ax, chance)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
 
 
 def _png(fig: Figure) -> bytes:
@@ -300,13 +305,7 @@ def sweep_figure(df: pd.DataFrame, chance: float | None = None, title: str | Non
                         label=f"{phase}-adaptation accuracy")
         if knob == "scale_factor" and (df["value"] > 0).all():
             ax.set_xscale("log", base=2)
-        draw_chance(ax, chance)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel(xlabel or knob)
-        ax.set_ylabel("accuracy")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-        if title:
-            ax.set_title(title, fontsize=9)
+        _finish_accuracy_axes(ax, chance, xlabel or knob, title)
     fig.tight_layout()
     return fig
 
