@@ -281,3 +281,22 @@ def test_report_notebook_shows_every_section_rounded(tmp_path):
     assert f"60.00 ± {STD:.2f}" in shown and "-0.94" in shown and "## Beyond the paper: E12" in shown
     assert not re.search(r"\bnan\b", shown, flags=re.I) and "missing" not in shown
     assert json.loads((NOTEBOOKS / "report.ipynb").read_text())["cells"][2]["outputs"] == []
+
+
+def test_absent_data_is_not_read_as_a_failure_beside_a_failed_method(tmp_path):
+    """Catches: a failed method anywhere turning every other empty row into "failed: nan" (a
+    column of strings and missing values reads the missing ones as NaN, which is truthy), so
+    that CIFAR-FS rows no longer said why they are empty."""
+    data = data_root_with(tmp_path / "data", ["omniglot", "miniimagenet"])
+    runs = tmp_path / "runs"
+    e8 = runs / "E8" / "cpu"
+    save_results(e8, pd.DataFrame([_result("A1", "omniglot", "SCNN w/ CFC1", ACC)]))
+    _record(e8, scale="cpu", status="partial", parameters={"dataset": "omniglot"},
+            failed_rows=["SCNN w/ CFC10: diverged: meta-gradient became non-finite; kept"])
+    table = accuracy_report(runs, data_roots=[data])
+    cifarfs = table[table["dataset"] == "cifarfs"]
+    assert len(cifarfs) and cifarfs["not_run"].str.startswith("not run here (no data").all()
+    cfc10 = table[(table["dataset"] == "omniglot") & (table["method"] == "SCNN w/ CFC10")]
+    assert cfc10["not_run"].iloc[0].startswith("failed: diverged")
+    mini = table[(table["dataset"] == "miniimagenet") & (table["table"] == "A1")]
+    assert (mini["not_run"] == "not run yet").all()

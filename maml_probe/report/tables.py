@@ -172,7 +172,7 @@ def accuracy_report(root: Roots | None = None, problems: list[str] | None = None
     absent = absent_datasets(data_roots, root)
     table["failed"] = [failures.get((d, m)) if pd.isna(a) else None
                        for d, m, a in zip(table["dataset"], table["method"], table["accuracy"])]
-    table["not_run"] = [None if pd.notna(a) else f"failed: {f}" if f else
+    table["not_run"] = [None if pd.notna(a) else f"failed: {f}" if isinstance(f, str) and f else
                         f"not run here ({absent[d]})" if d in absent else "not run yet"
                         for d, a, f in zip(table["dataset"], table["accuracy"], table["failed"])]
     for col in ("n", "seeds", "iterations", "meta_batch"):
