@@ -68,15 +68,6 @@ LABEL = {"maml": "MAML", "metasgd": "MSGD", "mc": "MC", "kfc": "KFC", "cfc1": "C
          "cfc10": "CFC10", "cfc1n": "CFC1n", "cfc10n": "CFC10n"}
 
 
-#: Conv layers of each model when no depth is given (:func:`maml_probe.models.build_model`).
-DEFAULT_DEPTH = {"cnn": 4, "scnn": 2}
-
-
-def default_depth(model: str) -> int | None:
-    """Conv layers of ``model`` when no depth is given (``None`` for other models)."""
-    return DEFAULT_DEPTH.get(model)
-
-
 def paper_settings(dataset: str) -> PaperSettings:
     """The paper's episode and adaptation rates for ``dataset`` (Appendix A.1.2).
 
@@ -135,8 +126,9 @@ def image_config(dataset: str, model: str, method: str, scale: str, *, depth: in
     dataset_kwargs = {k: v for k, v in (("root", data_root), ("cache_dir", cache_dir)) if v}
     if scale == "smoke":
         dataset_kwargs.update(get_spec(dataset).smoke_options)  # e.g. decode 10 classes only
-    # the default depth is the model itself, so E6's 4-layer CNN is E3's CNN (same run identity)
-    model_kwargs = {"depth": depth} if depth is not None and depth != default_depth(model) else {}
+    # depth=4 of "cnn" is the CNN itself: TrainConfig's identity treats it as absent, so E6's
+    # 4-layer CNN and E3's CNN are one model (maml_probe.config, maml_probe.experiments.reuse)
+    model_kwargs = {"depth": depth} if depth is not None else {}
     iterations = ep.pop("iterations", 60000)
     cfg = TrainConfig(dataset=dataset, dataset_kwargs=dataset_kwargs, model=model,
                       model_kwargs=model_kwargs, tune_malloc=True, rule=RULE_NAME[method],
