@@ -19,15 +19,20 @@ DEPTHS = {"smoke": (1, 2), "cpu": (1, 2, 3, 4), "paper": (1, 2, 3, 4)}
 
 
 def run(scale: str = "cpu", run_dir: str | os.PathLike | None = None, *, dataset: str = "omniglot",
-        depths=None, progress: bool = True, **kwargs) -> dict[str, pd.DataFrame]:
-    """Sweep depths x {MAML, KFC}; ``summary``, ``tests``, ``history`` and ``results`` (Table A2)."""
+        depths=None, test_tasks: int | None = None, progress: bool = True,
+        **kwargs) -> dict[str, pd.DataFrame]:
+    """Sweep depths x {MAML, KFC}; ``summary``, ``tests``, ``history`` and ``results`` (Table A2).
+
+    ``test_tasks`` defaults to the scale's (600 at ``cpu`` and ``paper``, A.1.1).
+    """
     base = image_config(dataset, "cnn", "maml", scale, **kwargs)
     methods = {"MAML": {"rule": "maml", "alpha": ALPHA[dataset]["cnn"]},
                "KFC": {"rule": "kfc", "rule_kwargs": dict(RULE_OPTIONS["kfc"]),
                        "alpha": ALPHA[dataset]["kfc"]}}
     per_depth = {("MAML", 2): {"alpha": ALPHA[dataset]["scnn"]}}
     out = depth_sweep(base, run_dir, depths=depths or DEPTHS[scale], methods=methods,
-                      per_depth=per_depth, test_tasks=num_test_tasks(scale, dataset), progress=progress)
+                      per_depth=per_depth, test_tasks=test_tasks or num_test_tasks(scale, dataset),
+                      progress=progress)
     summary = out["summary"].assign(dataset=dataset)
     post = summary.dropna(subset=["accuracy"]).copy()
     post["method"] = [f"CNN{int(d)} w/ {m}" for d, m in zip(post["depth"], post["method"])]
