@@ -65,7 +65,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.id: e for e in [
     Experiment("E1", "E1_synthetic.ipynb", "Fig 1 left, Table 1 synthetic row",
                cost={"smoke": "15 s", "cpu": "10 min", "paper": "2 min"}),
     Experiment("E2", "E2_omniglot_linear.ipynb", "Fig 1 right, Table 1 Omniglot row", ("omniglot",),
-               cost={"smoke": "30 s", "cpu": "40 min", "paper": "~days"}),
+               cost={"smoke": "30 s", "cpu": "17 min", "paper": "~days"}),
     Experiment("E3", "E3_E5_layer_probes.ipynb", "Fig 2 (freeze/adapt-only, FC noise), Fig A.2",
                ("omniglot", "cifarfs"), cost={"smoke": "40 s", "cpu": "~11 min", "paper": "~1 day"}),
     Experiment("E6", "E6_depth.ipynb", "Fig 3, Table A2", ("omniglot", "cifarfs"),
