@@ -1,7 +1,8 @@
 """Meta-step benchmark: maml_probe's engines vs learn2learn 0.2.0, side by side.
 
+    python benchmarks/bench_maml.py --threads 1 --update-md BENCHMARKS.md   # BENCHMARKS.md's CPU table
     python benchmarks/bench_maml.py [--repeats 7] [--warmup 2] [--settings cnn-5w1s,scnn-5w1s,...]
-                                    [--threads N] [--l2l-python PATH] [--update-md BENCHMARKS.md]
+                                    [--threads N] [--l2l-python PATH] [--extra ...] [--json FILE]
 
 One *meta-step* = the meta-gradient of a whole meta-batch accumulated into ``.grad``
 (``maml_probe.maml.meta_backward``; for learn2learn its documented ``clone()`` / ``adapt()`` /
@@ -26,6 +27,16 @@ reference engine, ``impl="loop"``; no allocator tuning), ``l2l`` (learn2learn as
 it) and ``l2l+malloc`` (learn2learn with the same glibc malloc thresholds ``auto`` sets, so the
 table separates the allocator's share of the gain). ``--extra batched:1:1,batched`` adds our
 batched engine one task at a time and all tasks at once (``impl[:chunk[:query chunk]]``).
+On CPU the default extras are ``batched:1:1,batched``. Also measured in every CPU run:
+
+* **gradient agreement**: every entry of each of our engines' meta-gradient against
+  learn2learn's, in float64 (a float64 copy of the same weights and batch: equality up to
+  rounding) and in float32 (the timed setting), as ``max |ours - l2l| / max |l2l|``;
+* **achieved GFLOP/s** per engine: the reference loop's FLOPs per meta-step
+  (``torch.utils.flop_counter``, counted once per setting and rule) over the median time, beside
+  this machine's measured sgemm and convolution rates at the same thread count
+  (:func:`floors_worker`), so the distance to the floor is in the table.
+
 ``--device cuda`` runs every worker on the GPU (peak memory is then
 ``torch.cuda.max_memory_allocated``); ``--suite gpu`` is the GPU table of BENCHMARKS.md: every
 Table A3 setting at the paper's episode shapes (CNN and SCNN; MAML, KFC, CFC1, CFC10; Omniglot,
@@ -196,12 +207,74 @@ def ours_worker(args: argparse.Namespace) -> None:
             step()
             out = {"grads": {k: p.grad.double().flatten().tolist() for k, p in
                              net.named_parameters()}}
+        elif cmd == "grads64":  # the same weights and batch in float64: equality up to rounding
+            out = {"grads": float64_grads(net, batch, spec, args, impl)}
+        elif cmd == "flops":  # counted once per setting, from the reference loop
+            from torch.utils.flop_counter import FlopCounterMode
+            with FlopCounterMode(display=False) as counter:
+                step()
+            out = {"flops": counter.get_total_flops()}
         elif cmd == "memory":
             out = memory_report(device, base_rss)
             out["recordings"] = fast.graphs.describe(net)
         else:
             break
         print(json.dumps(out), flush=True)
+
+
+def float64_grads(net, batch, spec: dict, args: argparse.Namespace, impl: str) -> dict:
+    """Every entry of the meta-gradient of a float64 copy of ``net`` on a float64 ``batch``."""
+    import copy
+
+    from maml_probe.maml import meta_backward
+    from maml_probe.rules import make_rule
+    from maml_probe.tasks.base import TaskBatch
+
+    net64 = copy.deepcopy(net).double()
+    net64.zero_grad(set_to_none=True)
+    name, kwargs = RULE_KWARGS[args.rule]
+    rule64 = make_rule(name, net64, spec["alphas"].get(args.rule, spec["alpha"]), **kwargs).double()
+    b64 = TaskBatch(batch.support_x.double(), batch.support_y, batch.query_x.double(),
+                    batch.query_y)
+    meta_backward(net64, rule64, b64, steps=spec["steps"], impl=impl)
+    return {k: p.grad.flatten().tolist() for k, p in net64.named_parameters()}
+
+
+def floors_worker(args: argparse.Namespace) -> None:
+    """This machine's reference rates at the benchmark's thread count (printed as JSON).
+
+    ``sgemm``: a 2048 x 2048 float32 matmul. ``conv``: forward + backward (input and weight
+    gradients) of the CNN's stride-2 64-channel 3x3 convolution on a query set
+    (75 images of 64 x 14 x 14). FLOPs from ``torch.utils.flop_counter``; best of 5 after warm-up.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def rate(fn) -> float:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        fn()
+        best = min(_timed(fn) for _ in range(5))
+        return counter.get_total_flops() / best / 1e9
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    x = torch.randn(75, 64, 14, 14, requires_grad=True)
+    conv = torch.nn.Conv2d(64, 64, 3, stride=2, padding=1)
+
+    def conv_step() -> None:
+        conv(x).sum().backward()
+
+    print(json.dumps({"sgemm_gflops": rate(lambda: a @ b), "conv_gflops": rate(conv_step),
+                      "threads": torch.get_num_threads()}), flush=True)
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def sync(device) -> None:
@@ -380,21 +453,27 @@ def run_setting(s: Setting, args: argparse.Namespace, l2l_cmd: list[str] | None,
     live = [w for w in live if not w.error]
     for w in live:
         w.memory = w.ask("memory", args.step_timeout)
+    flops = {}
+    for w in live:  # FLOPs of a meta-step, counted once per rule from the reference loop
+        if w.impl == "loop" and args.device == "cpu":
+            flops[w.rule] = w.ask("flops", args.step_timeout)["flops"]
     agreement = {}
     ref = next((w for w in live if w.label == "l2l"), None)
     if ref is not None:
-        b = ref.ask("grads", args.step_timeout)["grads"]
-        scale = max(abs(v) for vs in b.values() for v in vs) or 1.0
-        for w in live:
-            if w.rule == "maml" and w.impl in ("auto", "loop"):
-                a = w.ask("grads", args.step_timeout)["grads"]
-                agreement[w.impl] = max(abs(x - y) for k in a for x, y in zip(a[k], b[k])) / scale
-        agreement["entries"] = sum(len(v) for v in b.values())
+        for cmd, dtype in (("grads", "float32"), ("grads64", "float64")):
+            b = ref.ask(cmd, args.step_timeout)["grads"]
+            scale = max(abs(v) for vs in b.values() for v in vs) or 1.0
+            for w in live:
+                if w.rule == "maml" and not w.impl.startswith("l2l"):
+                    a = w.ask(cmd, args.step_timeout)["grads"]
+                    diff = max(abs(x - y) for k in b for x, y in zip(a[k], b[k], strict=True))
+                    agreement.setdefault(w.impl, {})[dtype] = diff / scale
+            agreement["entries"] = sum(len(v) for v in b.values())
     for w in workers:
         w.stop()
     return {"setting": dataclasses.asdict(s), "params": nparams,
             "workers": [w.as_dict() for w in workers], "load_before": load_before,
-            "device": args.device, "agreement": agreement,
+            "device": args.device, "agreement": agreement, "flops": flops,
             "load_after": loadavg(), "wall": time.time() - t0}
 
 
@@ -420,35 +499,55 @@ def _path(w: dict) -> str:
     return path
 
 
-def render(results: list[dict], l2l_note: str) -> str:
-    mem = "peak RSS growth MiB" if results and results[0].get("device", "cpu") == "cpu" \
-        else "peak device memory MiB"
-    lines = ["| setting | engine | path | meta-step s (min / median) | ratio to l2l (min / median) "
-             f"| {mem} |", "|---|---|---|---|---|---|"]
-    kfc_lines, notes = [], []
+def _ratio(w: dict, ref: dict | None) -> str:
+    """``min / median`` of ``w``'s meta-step time over ``ref``'s."""
+    if ref is None or w is ref or not ref["times"] or not w["times"]:
+        return ""
+    return (f"{min(w['times']) / min(ref['times']):.2f} / "
+            f"{statistics.median(w['times']) / statistics.median(ref['times']):.2f}")
+
+
+def _rates(w: dict, flops: float | None, floors: dict | None) -> str:
+    """Achieved GFLOP/s at the median time, and its share of the machine's sgemm and conv rates."""
+    if not flops or not w["times"]:
+        return " | | "
+    gflops = flops / statistics.median(w["times"]) / 1e9
+    if not floors:
+        return f"{gflops:.1f} | | "
+    return (f"{gflops:.1f} | {100 * gflops / floors['sgemm_gflops']:.0f}% | "
+            f"{100 * gflops / floors['conv_gflops']:.0f}%")
+
+
+def render(results: list[dict], l2l_note: str, floors: dict | None = None) -> str:
+    """The markdown tables of a run: times, ratios, rates and memory; gradient agreement; KFC."""
+    cpu = not results or results[0].get("device", "cpu") == "cpu"
+    mem = "peak RSS growth MiB" if cpu else "peak device memory MiB"
+    lines = ["| setting | engine | path | meta-step s (min / median) | / l2l (min / median) "
+             f"| / l2l+malloc (min / median) | GFLOP/s | % of sgemm | % of conv | {mem} |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    kfc_lines, agree_lines = [], []
     for res in results:
         s = res["setting"]
         ws = {w["label"]: w for w in res["workers"]}
-        ref = ws.get("l2l")
+        ref, ref_malloc = ws.get("l2l"), ws.get("l2l+malloc")
+        flops = res.get("flops") or {}
         for w in res["workers"]:
             if w["error"]:
-                lines.append(f"| {s['title']} | {w['label']} | - | failed: {w['error']} | | |")
+                lines.append(f"| {s['title']} | {w['label']} | - | failed: {w['error']} | | | | | | |")
                 continue
-            ratio = ""
-            if ref is not None and ref["times"] and w["times"] and w is not ref:
-                ratio = (f"{min(w['times']) / min(ref['times']):.2f} / "
-                         f"{statistics.median(w['times']) / statistics.median(ref['times']):.2f}")
             peak = _peak_mib(w)
             lines.append(f"| {s['title']} | {w['label']} | {_path(w)} | {_fmt_t(w['times'])} | "
-                         f"{ratio} | {'' if peak is None else f'{peak:.0f}'} |")
+                         f"{_ratio(w, ref)} | {_ratio(w, ref_malloc)} | "
+                         f"{_rates(w, flops.get(w['rule']), floors)} | "
+                         f"{'' if peak is None else f'{peak:.0f}'} |")
         if "maml" in s["rules"] and ref is None:
-            lines.append(f"| {s['title']} | learn2learn | - | {l2l_note} | | |")
+            lines.append(f"| {s['title']} | learn2learn | - | {l2l_note} | | | | | | |")
         agree = res.get("agreement") or {}
-        if "auto" in agree or "loop" in agree:
-            parts = [f"ours {k} {agree[k]:.1e}" for k in ("auto", "loop") if k in agree]
-            notes.append(f"{s['title']}: learn2learn's meta-gradient vs ours (all "
-                         f"{agree.get('entries', '?')} entries): max difference "
-                         f"{', '.join(parts)} of the largest entry")
+        for impl, d in agree.items():
+            if isinstance(d, dict):
+                agree_lines.append(f"| {s['title']} | ours {impl} | {agree.get('entries', '?')} | "
+                                   f"{d.get('float64', float('nan')):.1e} | "
+                                   f"{d.get('float32', float('nan')):.1e} |")
         if "kfc" in s["rules"]:
             several = len(s["rules"]) > 1
             for impl in ["auto", "loop"]:
@@ -460,12 +559,49 @@ def render(results: list[dict], l2l_note: str) -> str:
                         f"{statistics.median(k['times']) / statistics.median(m['times']):.2f} | "
                         f"{k['info'].get('rule_params', '')} |")
     out = "\n".join(lines)
-    if notes:
-        out += "\n\n" + "\n".join(f"- {n}" for n in notes)
+    if floors:
+        out += (f"\n\nGFLOP/s: the reference loop's FLOPs per meta-step (`torch.utils.flop_counter`, "
+                f"counted once per setting and rule; learn2learn does the same computation) over "
+                f"the median time. Measured rates of this machine at {floors['threads']} "
+                f"thread(s): sgemm (2048 x 2048 float32) {floors['sgemm_gflops']:.1f} GFLOP/s, "
+                f"the CNN's stride-2 64-channel 3x3 convolution forward + backward on 75 images "
+                f"{floors['conv_gflops']:.1f} GFLOP/s.")
+    if agree_lines:
+        out += ("\n\nGradient agreement with learn2learn, every entry of the meta-gradient: "
+                "max |ours - l2l| / max |l2l| (float64: a float64 copy of the same weights and "
+                "batch; float32: the timed setting).\n\n"
+                "| setting | engine | entries | float64 | float32 |\n|---|---|---|---|---|\n"
+                + "\n".join(agree_lines))
     if kfc_lines:
         out += ("\n\n| KFC row | KFC s (min / median) | MAML s (min / median) | ratio (min / median) "
                 "| KFC parameters |\n|---|---|---|---|---|\n" + "\n".join(kfc_lines))
     return out
+
+
+def measure_floors(args: argparse.Namespace) -> dict | None:
+    """:func:`floors_worker` in a fresh process at the benchmark's thread count."""
+    thr = ["--threads", str(args.threads)] if args.threads else []
+    try:
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--floors", *thr],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except Exception as err:  # the table is still worth having without the rates
+        print(f"machine rates not measured: {err}")
+        return None
+
+
+def cpu_isa() -> str:
+    """The vector extensions of this CPU that matter for float32 kernels (from /proc/cpuinfo)."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in
+                     Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "?"
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    have = [f for f in wanted if f in flags]
+    lacks = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f not in flags]
+    return " ".join(have) + (f" (no {', '.join(lacks)})" if lacks else "")
 
 
 def machine_info(args: argparse.Namespace, l2l_info: dict | None) -> dict:
@@ -482,6 +618,8 @@ def machine_info(args: argparse.Namespace, l2l_info: dict | None) -> dict:
             "cpus": os.cpu_count(), "threads": args.threads or torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__,
             "device": args.device, "repeats": args.repeats, "warmup": args.warmup,
+            "isa": cpu_isa(), "command": "python benchmarks/bench_maml.py " + " ".join(
+                a for a in sys.argv[1:]),
             "learn2learn": (f"{l2l_info['learn2learn']} (torch {l2l_info['torch']})"
                             if l2l_info else "not available")}
     if args.device != "cpu" and torch.cuda.is_available():
@@ -497,9 +635,12 @@ def machine_block(info: dict, results: list[dict]) -> str:
                       for r in results)
     gpu = (f"; GPU {info['gpu']} ({info['gpu_memory_gib']} GiB), CUDA {info['cuda']}, cuDNN "
            f"{info['cudnn']}" if info.get("gpu") else "")
+    isa = f" ({info['isa']})" if info.get("isa") else ""
+    command = [f"- command: `{info['command']}`"] if info.get("command") else []
     return "\n".join([
+        *command,
         f"- date: {info['date']}",
-        f"- machine: {info['cpu']}, {info['cpus']} logical CPUs, torch threads {info['threads']}"
+        f"- machine: {info['cpu']}{isa}, {info['cpus']} logical CPUs, torch threads {info['threads']}"
         f"{gpu}; load average (1/5/15 min) before -> after each setting: {loads}",
         f"- python {info['python']}, torch {info['torch']}, learn2learn {info['learn2learn']}",
         f"- repeats: {info['repeats']} timed after {info['warmup']} warm-up rounds, engines "
@@ -549,13 +690,19 @@ def main() -> None:
     ap.add_argument("--payload", help=argparse.SUPPRESS)
     ap.add_argument("--impl", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--rule", default="maml", help=argparse.SUPPRESS)
+    ap.add_argument("--floors", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.extra is None:
-        args.extra = "batched,auto+tf32" if args.suite == "gpu" else ""
+        args.extra = "batched,auto+tf32" if args.suite == "gpu" else "batched:1:1,batched"
     args.extra = [e for e in args.extra.split(",") if e]
     if args.worker:
         ours_worker(args)
         return
+    if args.floors:
+        floors_worker(args)
+        return
+    if args.l2l_src is None and find_l2l(args.l2l_python) is None and (REPO / ".l2l").is_dir():
+        args.l2l_src = str(REPO / ".l2l")  # benchmarks/fetch_learn2learn.sh's folder
     how = "bash benchmarks/build_learn2learn.sh  (builds /tmp/l2l-venv from the PyPI sdist)"
     l2l_note = "not available (how to build it: " + how + ")"
     if args.render_json:
@@ -579,6 +726,8 @@ def main() -> None:
         else:
             print(f"learn2learn: {l2l_info['learn2learn']} ({l2l_info['import']})")
         info = machine_info(args, l2l_info)
+        if args.device == "cpu":
+            info["floors"] = measure_floors(args)
         tmp = Path(tempfile.mkdtemp(prefix="bench_maml."))
         results = []
         try:
@@ -589,7 +738,7 @@ def main() -> None:
                     Path(args.json).write_text(json.dumps({"machine": info, "results": results}))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    table = render(results, l2l_note)
+    table = render(results, l2l_note, info.get("floors"))
     block = machine_block(info, results)
     print()
     print(block)

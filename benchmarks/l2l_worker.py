@@ -10,7 +10,8 @@ per inner step, per-task ``(query_loss / T).backward()``; the pattern of learn2l
 
 Protocol (shared with bench_maml.py's own worker): one JSON object per line on stdin,
 ``{"cmd": "step"}`` -> ``{"seconds": t}``, ``{"cmd": "memory"}`` -> peak/baseline RSS,
-``{"cmd": "quit"}``. ``--check`` only imports learn2learn and the model and reports versions.
+``{"cmd": "grads"}`` / ``{"cmd": "grads64"}`` -> every entry of the meta-gradient (float32, and a
+float64 copy of the model and batch), ``{"cmd": "quit"}``. ``--check`` only imports learn2learn and the model and reports versions.
 
 learn2learn's top-level ``__init__`` also imports its dataset modules (torchvision, gym, ...);
 PyPI's torchvision wheels are CUDA builds that do not load against a CPU torch, so
@@ -135,7 +136,7 @@ def main() -> None:
     loss_fn = torch.nn.CrossEntropyLoss()
     T, steps = sx.shape[0], spec["steps"]
 
-    def meta_step():
+    def meta_step(maml=maml, sx=sx, qx=qx):
         maml.zero_grad(set_to_none=True)
         for i in range(T):
             learner = maml.clone()
@@ -144,6 +145,14 @@ def main() -> None:
             (loss_fn(learner(qx[i]), qy[i]) / T).backward()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+
+    def float64_grads() -> dict:
+        """The meta-gradient of a float64 copy of the model on the float64 batch."""
+        import copy
+        net64 = copy.deepcopy(net).double()
+        maml64 = MAML(net64, lr=spec["alpha"], first_order=spec.get("first_order", False))
+        meta_step(maml64, sx.double(), qx.double())
+        return {k: p.grad.flatten().tolist() for k, p in net64.named_parameters()}
 
     base_rss, _ = rss_kib()
     print(json.dumps({"ready": True, "params": nparams, "learn2learn": version,
@@ -159,6 +168,8 @@ def main() -> None:
             meta_step()
             out = {"grads": {k: p.grad.double().flatten().tolist() for k, p in
                              net.named_parameters()}}
+        elif cmd == "grads64":
+            out = {"grads": float64_grads()}
         elif cmd == "memory":
             if device.type == "cuda":
                 out = {"baseline_kib": 0, "peak_kib": torch.cuda.max_memory_allocated(device) // 1024}

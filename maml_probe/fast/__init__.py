@@ -20,10 +20,12 @@ impl           what runs
 
 All give the same meta-gradients (to floating-point summation order): ``tests/test_fast_paths.py``
 checks every path in float64 against the loop on the CPU, ``tests/test_cuda.py`` does the same
-on a GPU. On CPU, ``meta_backward`` also raises glibc's malloc thresholds once per process
-(:mod:`~maml_probe.fast.allocator`; ``MAML_PROBE_MALLOC=0`` turns that off), which removes ~35k
-page faults per Omniglot-CNN meta-step whatever the path. On CUDA every path runs float32 at the
-precision of :mod:`~maml_probe.fast.precision` (strict fp32 unless ``tf32`` is asked for).
+on a GPU. The glibc allocator tuning of :mod:`~maml_probe.fast.allocator` (~35k fewer page faults
+per Omniglot-CNN meta-step whatever the path) is a run-level option, not something
+``meta_backward`` does: a training run applies it at start (``TrainConfig.tune_malloc``, set by
+the experiments' presets), a library user calls :func:`tune_malloc` or not. On CUDA every path
+runs float32 at the precision of :mod:`~maml_probe.fast.precision` (strict fp32 unless ``tf32``
+is asked for).
 
 **Forcing a path** (debugging, benchmarks): ``meta_backward(..., impl="loop" | "batched" |
 "graph" | "auto")``, or for a whole run the environment variables ``MAML_PROBE_IMPL`` (same
@@ -59,7 +61,7 @@ IMPLS = ("auto", "loop", "batched", "graph")
 #:   gets ~2x faster), while the query pass (large batches, where oneDNN's grouped convolutions
 #:   are *slower* than ungrouped ones) runs one task at a time with ordinary convolutions and
 #:   hands ``dL/dtheta_T`` to one backward pass through the stacked inner loops. The chunk is
-#:   sized by :func:`cpu_chunk` to keep the stacked inner-loop graph small.
+#:   sized by :func:`cpu_chunk` to keep the process's peak memory near the loop's.
 #: * CUDA (measured, BENCHMARKS.md): kernel launches, not arithmetic, bound these small networks,
 #:   so the whole stacked meta-step (all tasks, query pass included) is recorded as one CUDA
 #:   graph and replayed; tasks per pass are sized from the measured memory of one task.
@@ -69,14 +71,20 @@ AUTO: dict[str, tuple[str, int | str | None, int | None]] = {
 }
 
 #: CPU inner-loop budget of :func:`cpu_chunk`: support images x inner steps per stacked chunk.
-CPU_INNER_IMAGES = 80
+#: Measured on the Omniglot CNN, 5-way 1-shot, 75 queries, 2 steps, 8 tasks, one thread (peak
+#: RSS growth over a run's meta-steps, s per meta-step): 4 tasks per chunk (budget 40) are as
+#: fast as 8 (0.52-0.56 s) at 87-93 MiB instead of 115-125 MiB; 2 tasks: 73-76 MiB, ~5% slower;
+#: 1 task: ~62 MiB, ~10% slower. The stacked inner-loop graph and its double backward grow with
+#: the chunk, and glibc's heap keeps the high-water mark (learn2learn: ~71-77 MiB).
+CPU_INNER_IMAGES = 40
 
 
 def cpu_chunk(support_size: int, steps: int, tasks: int) -> int:
     """Tasks per stacked chunk on CPU: ``CPU_INNER_IMAGES // (support_size * steps)``, 1..tasks.
 
-    5-way 1-shot with 2 steps stacks 8 tasks; 10-way 5-shot with 4 steps (200 image-steps per
-    task) runs one task at a time, where each inner-loop op is large enough on its own.
+    5-way 1-shot with 2 steps stacks 4 tasks (beyond that the chunk costs memory and gains no
+    speed, :data:`CPU_INNER_IMAGES`); 10-way 5-shot with 4 steps (200 image-steps per task) runs
+    one task at a time, where each inner-loop op is large enough on its own.
     """
     per_task = max(1, support_size * max(steps, 1))
     return max(1, min(tasks, CPU_INNER_IMAGES // per_task))
