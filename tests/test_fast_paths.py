@@ -206,15 +206,22 @@ def test_auto_per_device_and_cpu_chunk_sizing(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     net, _ = _cnn()
     rule = make_rule("maml", net, 0.3)
-    # 5-way 1-shot, 2 steps: 4 tasks stacked (8 are no faster and hold ~30 MiB more at peak)
-    assert fast.cpu_chunk(5, 2, 8) == 4
+    # 5-way 1-shot, 2 steps: 2 tasks stacked (more gain little speed and hold more memory)
+    assert fast.cpu_chunk(5, 2, 8) == 2
     assert fast.cpu_chunk(50, 4, 8) == 1      # 10-way 5-shot, 4 steps: one task at a time
-    assert fast.cpu_chunk(10, 2, 8) == 2
-    assert fast.cpu_chunk(20, 2, 8) == 1
-    assert fast.cpu_chunk(5, 2, 3) == 3       # never more than the meta-batch
+    assert fast.cpu_chunk(5, 1, 8) == 4
+    assert fast.cpu_chunk(10, 2, 8) == 1
+    assert fast.cpu_chunk(1, 1, 3) == 3       # never more than the meta-batch
+    # learned rules run under vmap per chunk: larger chunks (KFC 5-way 1-shot, 2 steps: 8 tasks)
+    assert fast.cpu_chunk(5, 2, 8, learned_rule=True) == 8
+    assert fast.cpu_chunk(50, 4, 8, learned_rule=True) == 1
+    kfc = make_rule("kfc", net, 0.3)
+    c = fast.choose_impl(net, kfc, torch.device("cpu"), loss_fn=task_loss, support_size=5,
+                         steps=2, tasks=8)
+    assert (c.impl, c.chunk, c.query_chunk) == ("batched", 8, 1)
     c = fast.choose_impl(net, rule, torch.device("cpu"), loss_fn=task_loss, support_size=5,
                          steps=2, tasks=8)
-    assert (c.impl, c.chunk, c.query_chunk) == ("batched", 4, 1)
+    assert (c.impl, c.chunk, c.query_chunk) == ("batched", 2, 1)
     # CUDA: the recorded stacked step, tasks per pass measured (None) unless given
     c = fast.choose_impl(net, rule, torch.device("cuda"), loss_fn=task_loss, support_size=50,
                          steps=4, tasks=32)

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.stacked import stacked_forward
+from ..rules.base import SGD
 from .allocator import malloc_tuned, tune_malloc
 from .batched import batched_meta_backward, stacked_meta_gradients, unsupported_reason
 from .graphs import clear_recordings, graphed_meta_backward
@@ -70,24 +71,33 @@ AUTO: dict[str, tuple[str, int | str | None, int | None]] = {
     "cuda": ("graph", None, None),
 }
 
-#: CPU inner-loop budget of :func:`cpu_chunk`: support images x inner steps per stacked chunk.
-#: Measured on the Omniglot CNN, 5-way 1-shot, 75 queries, 2 steps, 8 tasks, one thread (peak
-#: RSS growth over a run's meta-steps, s per meta-step): 4 tasks per chunk (budget 40) are as
-#: fast as 8 (0.52-0.56 s) at 87-93 MiB instead of 115-125 MiB; 2 tasks: 73-76 MiB, ~5% slower;
-#: 1 task: ~62 MiB, ~10% slower. The stacked inner-loop graph and its double backward grow with
-#: the chunk, and glibc's heap keeps the high-water mark (learn2learn: ~71-77 MiB).
-CPU_INNER_IMAGES = 40
+#: CPU inner-loop budget of :func:`cpu_chunk` for plain SGD (MAML): support images x inner steps
+#: per stacked chunk. Measured on the Omniglot CNN, 5-way 1-shot, 75 queries, 2 steps, 8 tasks,
+#: one thread (peak RSS growth over a run's meta-steps; BENCHMARKS.md, CPU table): 2 tasks per
+#: chunk hold 77 MiB (learn2learn 67 MiB) at 0.82x learn2learn's time; 4 tasks 90 MiB at 0.81x;
+#: 8 tasks 127 MiB at 0.80x; 1 task 61 MiB at 0.86x. The stacked inner-loop graph and its double
+#: backward grow with the chunk and glibc's heap keeps the high-water mark, while the speed gained
+#: beyond 2 tasks is within this machine's noise.
+CPU_INNER_IMAGES = 20
+#: The same budget for learned rules (KLin, KFC, CFC, Meta-SGD, MC), which run under
+#: ``torch.func.vmap`` over the tasks of a chunk: there each chunk pays the mapped rule's fixed
+#: cost, and on the Omniglot SCNN at 5-way 1-shot KFC takes 0.57 s per meta-step with 8 tasks per
+#: chunk against 0.75 s with 2 (179 vs 96 MiB; the reference loop: 0.94 s, 71 MiB).
+CPU_INNER_IMAGES_LEARNED_RULE = 80
 
 
-def cpu_chunk(support_size: int, steps: int, tasks: int) -> int:
-    """Tasks per stacked chunk on CPU: ``CPU_INNER_IMAGES // (support_size * steps)``, 1..tasks.
+def cpu_chunk(support_size: int, steps: int, tasks: int, *, learned_rule: bool = False) -> int:
+    """Tasks per stacked chunk on CPU: ``budget // (support_size * steps)``, 1..tasks.
 
-    5-way 1-shot with 2 steps stacks 4 tasks (beyond that the chunk costs memory and gains no
-    speed, :data:`CPU_INNER_IMAGES`); 10-way 5-shot with 4 steps (200 image-steps per task) runs
-    one task at a time, where each inner-loop op is large enough on its own.
+    The budget is :data:`CPU_INNER_IMAGES` for plain SGD and
+    :data:`CPU_INNER_IMAGES_LEARNED_RULE` for a learned rule (``learned_rule=True``). MAML at
+    5-way 1-shot with 2 steps stacks 2 tasks (beyond that the chunk costs memory and gains little
+    speed), KFC 8; 10-way 5-shot with 4 steps (200 image-steps per task) runs one task at a time,
+    where each inner-loop op is large enough on its own.
     """
+    budget = CPU_INNER_IMAGES_LEARNED_RULE if learned_rule else CPU_INNER_IMAGES
     per_task = max(1, support_size * max(steps, 1))
-    return max(1, min(tasks, CPU_INNER_IMAGES // per_task))
+    return max(1, min(tasks, budget // per_task))
 
 
 @dataclass(frozen=True)
@@ -164,12 +174,13 @@ def choose_impl(model: nn.Module, rule: nn.Module, device: torch.device, *,
         return Choice("loop", reason=f"auto ({device.type}: no fast path)")
     auto_impl, auto_chunk, auto_query = auto
     if auto_chunk == "sized":
-        auto_chunk = cpu_chunk(support_size, steps, tasks)
+        auto_chunk = cpu_chunk(support_size, steps, tasks, learned_rule=type(rule) is not SGD)
     return Choice(auto_impl, chunk or auto_chunk, query_chunk or auto_query,
                   f"auto ({device.type})")
 
 
-__all__ = ["AUTO", "CPU_INNER_IMAGES", "IMPLS", "PRECISIONS", "Choice", "batched_meta_backward",
+__all__ = ["AUTO", "CPU_INNER_IMAGES", "CPU_INNER_IMAGES_LEARNED_RULE", "IMPLS", "PRECISIONS",
+           "Choice", "batched_meta_backward",
            "choose_impl", "clear_recordings", "cpu_chunk", "cuda_precision", "graphed_meta_backward",
            "malloc_tuned", "resolve_precision", "stacked_forward", "stacked_meta_gradients",
            "tune_malloc", "unsupported_reason"]
