@@ -601,7 +601,7 @@ def cpu_isa() -> str:
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
     have = [f for f in wanted if f in flags]
     lacks = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f not in flags]
-    return " ".join(have) + (f" (no {', '.join(lacks)})" if lacks else "")
+    return ", ".join(have) + (f"; no {', '.join(lacks)}" if lacks else "")
 
 
 def machine_info(args: argparse.Namespace, l2l_info: dict | None) -> dict:

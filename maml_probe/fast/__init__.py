@@ -74,8 +74,8 @@ AUTO: dict[str, tuple[str, int | str | None, int | None]] = {
 #: CPU inner-loop budget of :func:`cpu_chunk` for plain SGD (MAML): support images x inner steps
 #: per stacked chunk. Measured on the Omniglot CNN, 5-way 1-shot, 75 queries, 2 steps, 8 tasks,
 #: one thread (peak RSS growth over a run's meta-steps; BENCHMARKS.md, CPU table): 2 tasks per
-#: chunk hold 77 MiB (learn2learn 67 MiB) at 0.82x learn2learn's time; 4 tasks 90 MiB at 0.81x;
-#: 8 tasks 127 MiB at 0.80x; 1 task 61 MiB at 0.86x. The stacked inner-loop graph and its double
+#: chunk hold 79 MiB (learn2learn 67 MiB) at 0.81x learn2learn's time; 4 tasks 93 MiB at 0.79x;
+#: 8 tasks 123 MiB at 0.81x; 1 task 65 MiB at 0.86x. The stacked inner-loop graph and its double
 #: backward grow with the chunk and glibc's heap keeps the high-water mark, while the speed gained
 #: beyond 2 tasks is within this machine's noise.
 CPU_INNER_IMAGES = 20
