@@ -7,6 +7,7 @@ table; E12 (beyond the paper) gets its own section. Run folders are generated in
 """
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -300,3 +301,23 @@ def test_absent_data_is_not_read_as_a_failure_beside_a_failed_method(tmp_path):
     assert cfc10["not_run"].iloc[0].startswith("failed: diverged")
     mini = table[(table["dataset"] == "miniimagenet") & (table["table"] == "A1")]
     assert (mini["not_run"] == "not run yet").all()
+
+
+def test_figures_are_drawn_for_each_dataset_of_an_experiment(tmp_path):
+    import matplotlib.pyplot as plt
+
+    sweep = pd.DataFrame({"threshold": [0.0, 0.1], "when": "post", "phase": "post",
+                          "accuracy": [0.9, 0.1], "ci95": 0.01, "nonzero": [100, 10], "total": 100,
+                          "is_target": [False, True]})
+    for name, dataset in (("cpu-omniglot", "omniglot"), ("cpu-miniimagenet", "miniimagenet"),
+                          ("older-omniglot", "omniglot")):
+        run = tmp_path / "E8" / name
+        run.mkdir(parents=True)
+        sweep.to_csv(run / "pruning.csv", index=False)
+        _record(run, parameters={"dataset": dataset})
+    older = tmp_path / "E8" / "older-omniglot" / "pruning.csv"
+    os.utime(older, (1, 1))  # the oldest file: the newer Omniglot run is the one drawn
+    figures = figures_from_runs(tmp_path)
+    assert {k for k in figures if k.startswith("Fig A.3")} == {"Fig A.3 (E8 cpu-omniglot)",
+                                                               "Fig A.3 (E8 cpu-miniimagenet)"}
+    plt.close("all")

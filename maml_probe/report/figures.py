@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pandas as pd
 
 from .beyond import BEYOND
-from .records import Roots, _read_table, _roots
+from .records import Roots, _read_table, _roots, read_record
 
 
 def figures_from_runs(root: Roots | None = None) -> dict:
-    """The paper's figures, and E12's, redrawn from the latest run of each experiment under
-    ``root`` (default :data:`DEFAULT_ROOTS`).
+    """The paper's figures, and E12's, redrawn from the latest run of each experiment and dataset
+    under ``root`` (default :data:`DEFAULT_ROOTS`).
 
     Keys name the figure and the run (``"Fig 2 left/middle (E3 cpu-...)"``); experiments not run
     yet are simply absent, and an unreadable table is skipped with a warning.
@@ -20,15 +21,27 @@ def figures_from_runs(root: Roots | None = None) -> dict:
     from ..probes import plots as probe_plots
     from ..probes import similarity_plots
 
-    def latest(experiment: str, csv: str) -> tuple[str, pd.DataFrame] | None:
+    def dataset_of(run_dir: Path) -> str:
+        try:
+            params = read_record(run_dir).get("parameters")
+        except ValueError:
+            return ""
+        return str(params.get("dataset", "")) if isinstance(params, dict) else ""
+
+    def latest(experiment: str, csv: str) -> list[tuple[str, pd.DataFrame]]:
+        """The newest readable ``csv`` of ``experiment`` per dataset (its run's ``dataset``)."""
         paths = sorted((p for r in _roots(root) for p in r.glob(f"{experiment}/*/{csv}")),
                        key=lambda p: p.stat().st_mtime)
+        found: dict[str, tuple[str, pd.DataFrame]] = {}
         for path in reversed(paths):
+            dataset = dataset_of(path.parent)
+            if dataset in found:
+                continue
             try:
-                return path.parent.name, _read_table(path)
+                found[dataset] = (path.parent.name, _read_table(path))
             except ValueError as exc:
                 warnings.warn(f"{exc}; skipped", stacklevel=3)
-        return None
+        return list(found.values())
 
     drawers = [
         ("Fig 1 left", "E1", "history.csv", lambda df: plots.learning_curves(df, "Synthetic")),
@@ -50,7 +63,7 @@ def figures_from_runs(root: Roots | None = None) -> dict:
     ]
     figures = {}
     for name, experiment, csv, draw in drawers:
-        found = latest(experiment, csv)
-        if found is not None and len(found[1]):
-            figures[f"{name} ({experiment} {found[0]})"] = draw(found[1])
+        for run, table in latest(experiment, csv):
+            if len(table):
+                figures[f"{name} ({experiment} {run})"] = draw(table)
     return figures
