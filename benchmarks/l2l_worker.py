@@ -11,7 +11,8 @@ per inner step, per-task ``(query_loss / T).backward()``; the pattern of learn2l
 Protocol (shared with bench_maml.py's own worker): one JSON object per line on stdin,
 ``{"cmd": "step"}`` -> ``{"seconds": t}``, ``{"cmd": "memory"}`` -> peak/baseline RSS,
 ``{"cmd": "grads"}`` / ``{"cmd": "grads64"}`` -> every entry of the meta-gradient (float32, and a
-float64 copy of the model and batch), ``{"cmd": "quit"}``. ``--check`` only imports learn2learn and the model and reports versions.
+float64 copy of the model and batch), ``{"cmd": "quit"}``. ``--check`` only imports learn2learn
+and the model and reports versions.
 
 learn2learn's top-level ``__init__`` also imports its dataset modules (torchvision, gym, ...);
 PyPI's torchvision wheels are CUDA builds that do not load against a CPU torch, so

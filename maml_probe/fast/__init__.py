@@ -45,9 +45,13 @@ import torch
 from torch import Tensor, nn
 
 from ..models.stacked import stacked_forward
-from ..rules.base import SGD
 from .allocator import malloc_tuned, tune_malloc
-from .batched import batched_meta_backward, stacked_meta_gradients, unsupported_reason
+from .batched import (
+    batched_meta_backward,
+    maps_rule_over_tasks,
+    stacked_meta_gradients,
+    unsupported_reason,
+)
 from .graphs import clear_recordings, graphed_meta_backward
 from .precision import PRECISIONS, cuda_precision, resolve_precision
 
@@ -174,7 +178,7 @@ def choose_impl(model: nn.Module, rule: nn.Module, device: torch.device, *,
         return Choice("loop", reason=f"auto ({device.type}: no fast path)")
     auto_impl, auto_chunk, auto_query = auto
     if auto_chunk == "sized":
-        auto_chunk = cpu_chunk(support_size, steps, tasks, learned_rule=type(rule) is not SGD)
+        auto_chunk = cpu_chunk(support_size, steps, tasks, learned_rule=maps_rule_over_tasks(rule))
     return Choice(auto_impl, chunk or auto_chunk, query_chunk or auto_query,
                   f"auto ({device.type})")
 

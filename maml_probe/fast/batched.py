@@ -78,6 +78,12 @@ def stack_tasks(tensors: Mapping[str, Tensor], tasks: int) -> dict[str, Tensor]:
     return {k: v.unsqueeze(0).expand(tasks, *v.shape) for k, v in tensors.items()}
 
 
+def maps_rule_over_tasks(rule: UpdateRule) -> bool:
+    """Whether :func:`apply_rule_stacked` runs ``rule`` under ``torch.func.vmap`` over the tasks
+    (every rule but plain SGD, which acts on the stack directly)."""
+    return type(rule) is not SGD
+
+
 def apply_rule_stacked(rule: UpdateRule, xi: Mapping[str, Tensor],
                        grads: dict[str, Tensor]) -> dict[str, Tensor]:
     """Per-task updates ``U_{xi_k}(g_k)`` for task-stacked gradients ``g`` (``[T, *shape]``).
@@ -94,7 +100,7 @@ def apply_rule_stacked(rule: UpdateRule, xi: Mapping[str, Tensor],
     Returns:
         Stacked updates, by the same names.
     """
-    if type(rule) is SGD:
+    if not maps_rule_over_tasks(rule):
         return rule(grads)
     if not xi:
         return torch.func.vmap(rule)(grads)
